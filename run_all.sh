@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Usage: ./run_all.sh [PROFILE] [key=value ...]
+#
+# Creates/updates the environment, builds the profile's encoders, writes Table 1, then
+# executes the notebooks 01..05 headless with papermill, the profile and overrides as
+# parameters. PROFILE is paper, demo (default) or smoke; overrides are YAML values,
+# e.g. ./run_all.sh demo seeds=[1,2] pairs=[en-de,en-ru].
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+profile=demo
+if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then
+    profile=$1
+    shift
+fi
+
+py=$(scripts/ensure_env.sh)
+export TOKENIZERS_PARALLELISM=false
+echo "run_all: profile $profile $*"
+"$py" -m xinterp_utils prepare "$profile" "$@"
+"$py" -m xinterp_utils.notebooks run "$profile" "$@"

@@ -1,0 +1,64 @@
+"""Profiles are data; overrides change exactly the named fields; bad input names the field."""
+
+import pytest
+
+from xinterp_utils.profiles import (
+    PAPER_ALPHAS_1D,
+    PAPER_ALPHAS_2D,
+    available_profiles,
+    load_profile,
+    parse_override,
+)
+
+
+def test_bundled_profiles_load():
+    assert available_profiles() == ["demo", "paper", "smoke"]
+    for name in available_profiles():
+        profile = load_profile(name)
+        assert profile.name == name
+        assert profile.pair_tuples()
+
+
+def test_paper_grid_matches_the_paper():
+    # −0.5 … 1.5 in 0.1 steps (21 points) plus the twelve extra points near 0 and 1.
+    assert len(PAPER_ALPHAS_1D) == 33
+    assert {0.025, 0.975, -0.5, 1.5, 0.0, 1.0} <= set(PAPER_ALPHAS_1D)
+    assert len(PAPER_ALPHAS_2D) == 21 and PAPER_ALPHAS_2D[0] == -0.5 and PAPER_ALPHAS_2D[-1] == 1.5
+    paper = load_profile("paper")
+    assert paper.alphas_1d == list(PAPER_ALPHAS_1D)
+    assert paper.encoders == ["bert-base-multilingual-cased", "xlm-roberta-large"]
+    assert ("en", "ar") in paper.pair_tuples() and ("ar", "zh") in paper.pair_tuples()
+    assert ("ar", "en") not in paper.pair_tuples()
+    assert len(paper.pairs) == 15 and paper.seeds == [1, 2, 3]
+    assert (paper.lr, paper.epochs, paper.batch_size, paper.max_length) == (2e-5, 5, 32, 128)
+
+
+def test_overrides_from_strings_and_fields():
+    profile = load_profile("smoke", ["seeds=[3, 4]", "pairs=en-ru", "lr=0.001"], epochs=2, tasks=None)
+    assert profile.seeds == [3, 4]
+    assert profile.pairs == ["en-ru"]
+    assert profile.lr == 0.001 and profile.epochs == 2
+    assert profile.tasks == load_profile("smoke").tasks  # None keeps the profile's value
+    assert parse_override("max_train_examples=null") == ("max_train_examples", None)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("bogus=1", "bogus"),
+        ("tasks=[xnli, chunking]", "chunking"),
+        ("pairs=[en-en]", "same source and target"),
+        ("pairs=[en-xx]", "en-xx"),
+        ("scope=everything", "scope"),
+        ("epochs=0", "epochs"),
+        ("seeds", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_field(override, needle):
+    with pytest.raises(ValueError, match=needle):
+        load_profile("smoke", [override])
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="available"):
+        load_profile("nonexistent")

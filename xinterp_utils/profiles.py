@@ -1,0 +1,168 @@
+"""Profiles (`paper`, `demo`, `smoke`) as data, with command-line style overrides.
+
+A profile is a YAML file in `xinterp_utils/profiles/`. Any field can be overridden,
+from Python (`load_profile("demo", seeds=[1, 2])`), from papermill parameters, or from
+`run_all.sh demo seeds=[1,2] pairs=[en-de,en-ru]` (values are YAML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .labels import TASKS
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+LANGUAGES = ("en", "ar", "de", "es", "fr", "hi", "ru", "vi", "zh")
+
+# The paper's grids (Section 3.1): −0.5 … 1.5 in steps of 0.1, plus twelve points near
+# the end-points for Eq. 1/2; 21 × 21 for Eq. 3.
+PAPER_ALPHAS_1D = tuple(
+    sorted(
+        {round(-0.5 + 0.1 * i, 3) for i in range(21)}
+        | {0.025, 0.05, 0.075, 0.125, 0.15, 0.175, 0.825, 0.85, 0.875, 0.925, 0.95, 0.975}
+    )
+)
+PAPER_ALPHAS_2D = tuple(round(-0.5 + 0.1 * i, 3) for i in range(21))
+SCOPES = ("all", "encoder", "head")
+EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass
+class Profile:
+    """One experiment grid: what to fine-tune, how, and which interpolations to sweep."""
+
+    name: str
+    encoders: list[str]
+    tasks: list[str]
+    pairs: list[str]  # "src-tgt"
+    seeds: list[int]
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 2e-5
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = None
+    alphas_1d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_1D))
+    alphas_2d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_2D))
+    pairs_2d: list[str] | str = "all"
+    scope: str = "all"
+    executor: str = "inline"
+    data: str | None = None  # offline data folder, "hub", or None (auto)
+    checkpoints: str = "checkpoints"
+    results: str = "results"
+    figures: str = "figures"
+
+    def __post_init__(self) -> None:
+        if self.alphas_1d == "paper":
+            self.alphas_1d = list(PAPER_ALPHAS_1D)
+        if self.alphas_2d == "paper":
+            self.alphas_2d = list(PAPER_ALPHAS_2D)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        def bad(name, why):
+            raise ValueError(f"profile {self.name!r}: {name}={getattr(self, name)!r}: {why}")
+
+        for name in ("encoders", "tasks", "pairs", "seeds"):
+            if not isinstance(getattr(self, name), list) or not getattr(self, name):
+                bad(name, "must be a non-empty list")
+        for task in self.tasks:
+            if task not in TASKS:
+                bad("tasks", f"unknown task {task!r}; expected some of {TASKS}")
+        for pair in self.pair_tuples():
+            if pair[0] == pair[1]:
+                bad("pairs", f"{pair[0]}-{pair[1]} has the same source and target")
+        if self.pairs_2d != "all":
+            unknown = set(self.pairs_2d) - set(self.pairs)
+            if unknown:
+                bad("pairs_2d", f"{sorted(unknown)} are not in pairs")
+        for name in ("epochs", "batch_size", "max_length"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                bad(name, "must be a positive integer")
+        for name in ("alphas_1d", "alphas_2d"):
+            values = getattr(self, name)
+            if not values or any(not isinstance(a, int | float) for a in values):
+                bad(name, "must be a non-empty list of numbers")
+        if self.scope not in SCOPES:
+            bad("scope", f"expected one of {SCOPES}")
+        if self.executor not in EXECUTORS:
+            bad("executor", f"expected one of {EXECUTORS}")
+
+    def pair_tuples(self) -> list[tuple[str, str]]:
+        """Return the pairs as (source, target) tuples."""
+        out = []
+        for pair in self.pairs:
+            parts = str(pair).split("-")
+            if len(parts) != 2 or not all(p in LANGUAGES for p in parts):
+                raise ValueError(
+                    f"profile {self.name!r}: pairs: {pair!r} is not 'src-tgt' with codes from "
+                    f"{LANGUAGES}"
+                )
+            out.append((parts[0], parts[1]))
+        return out
+
+    def pairs_2d_tuples(self) -> list[tuple[str, str]]:
+        """Return the pairs that get a 2D sweep."""
+        if self.pairs_2d == "all":
+            return self.pair_tuples()
+        return [tuple(p.split("-")) for p in self.pairs_2d]
+
+    def train_hparams(self) -> dict:
+        """Return the TrainConfig keyword arguments this profile sets."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
+                "max_train_examples": self.max_train_examples,
+                "max_dev_examples": self.max_dev_examples, "data_source": self.data}
+
+    def to_dict(self) -> dict:
+        """Return the profile as plain data (for records and notebook output)."""
+        return dataclasses.asdict(self)
+
+
+def available_profiles() -> list[str]:
+    """Return the names of the bundled profiles."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Parse one `key=value` override (value in YAML); return (key, value)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r}: expected key=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"override {text!r}: value is not valid YAML ({err})") from None
+    if key in ("pairs", "encoders", "tasks", "seeds", "pairs_2d") and not isinstance(
+        parsed, list
+    ) and parsed != "all":
+        parsed = [parsed]
+    return key, parsed
+
+
+def load_profile(name: str, overrides: dict | list[str] | None = None, **fields) -> Profile:
+    """Return the named profile with `overrides` (dict or "key=value" strings) and `fields`
+    applied; None values in `fields` mean "keep the profile's value" (papermill defaults).
+    """
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown profile {name!r}; available: {available_profiles()}")
+    with open(path) as handle:
+        data = yaml.safe_load(handle) or {}
+    if isinstance(overrides, list | tuple):
+        overrides = dict(parse_override(o) for o in overrides)
+    changes = {**(overrides or {}), **{k: v for k, v in fields.items() if v is not None}}
+    known = {f.name for f in dataclasses.fields(Profile)} - {"name"}
+    for key in list(data) + list(changes):
+        if key not in known:
+            source = path if key in data else "overrides"
+            raise ValueError(f"{source}: unknown profile field {key!r}; known: {sorted(known)}")
+    data.update(changes)
+    return Profile(name=name, **data)

@@ -1,0 +1,467 @@
+"""Fine-tuning one model (App. A of the paper) with resumable checkpoints.
+
+A run is identified by what determines its weights: encoder, task, training
+languages, seed and every hyper-parameter. The pair it serves is not part of it, so a
+monolingual model is trained once and reused by every language pair that needs it.
+
+Layout of a run folder (``<checkpoints>/<encoder>/<task>/<langs>/seed<seed>-<hash>/``):
+
+- ``state.pt``          the full training state (model, Adam, schedule, RNG, position),
+                        rewritten atomically every ``save_every_steps`` steps and each epoch
+- ``model.safetensors`` the selected model (best mean dev score of the training languages)
+- ``record.json``       everything that produced it; ``"status": "finished"`` marks a
+                        completed run, which is then skipped rather than redone
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import load_split
+from .encoders import encoder_fingerprint, load_tokenizer
+from .evaluate import evaluate
+from .features import batches, collate, featurize
+from .labels import TASKS
+from .model import TaskModel, build_task_model
+from .paths import atomic_write
+
+RECORD_NAME = "record.json"
+MODEL_NAME = "model.safetensors"
+STATE_NAME = "state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a fine-tuned model. Defaults are the paper's (App. A)."""
+
+    encoder: str
+    task: str
+    train_langs: tuple[str, ...]
+    seed: int = 0
+    lr: float = 2e-5
+    epochs: int = 5
+    batch_size: int = 32
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0  # plain Adam, as in the paper
+    max_grad_norm: float = 1.0
+    # Caps for quick profiles: the first N examples of each split, in file order.
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = None
+    eval_batch_size: int = 64
+    data_source: str | None = None  # None: offline manifest if present, else the hub
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"TrainConfig.task={self.task!r}: expected one of {TASKS}")
+        if isinstance(self.train_langs, str) or not self.train_langs:
+            raise ValueError(
+                f"TrainConfig.train_langs={self.train_langs!r}: give a non-empty tuple of codes"
+            )
+        object.__setattr__(self, "train_langs", tuple(self.train_langs))
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"TrainConfig.warmup_ratio={self.warmup_ratio!r}: must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        """Return the config as JSON-ready data."""
+        data = dataclasses.asdict(self)
+        data["train_langs"] = list(self.train_langs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuild a config from `to_dict` output (unknown keys are an error)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}")
+        return cls(**{**data, "train_langs": tuple(data["train_langs"])})
+
+    def run_hash(self) -> str:
+        """Return a 12-hex-digit content hash of the config (the run's identity)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def run_dir(self, root: str | Path) -> Path:
+        """Return the folder this run writes to under the checkpoint root `root`."""
+        encoder_slug = self.encoder.strip("/").replace("/", "--")
+        langs = "+".join(self.train_langs)
+        return Path(root) / encoder_slug / self.task / langs / f"seed{self.seed}-{self.run_hash()}"
+
+
+def pair_configs(
+    encoder: str, task: str, source: str, target: str, seed: int, **hparams
+) -> dict[str, TrainConfig]:
+    """Return the three runs of one (encoder, task, source, target, seed).
+
+    Keys ``src``, ``tgt``, ``bi``: source only, target only, source + target (the
+    training sets concatenated). All three share seed and hyper-parameters, hence the
+    same pretrained weights and the same randomly initialised head.
+    """
+    if source == target:
+        raise ValueError(f"source and target are both {source!r}")
+    make = lambda langs: TrainConfig(encoder, task, langs, seed, **hparams)
+    return {"src": make((source,)), "tgt": make((target,)), "bi": make((source, target))}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _capped(split, cap: int | None):
+    if cap is None or cap >= len(split.examples):
+        return split
+    return dataclasses.replace(
+        split, examples=split.examples[:cap], fingerprint=f"{split.fingerprint}:first{cap}"
+    )
+
+
+def load_features(config: TrainConfig, tokenizer, lang: str, split: str):
+    """Return (features, split) for one language's split, capped as the config says."""
+    raw = load_split(config.task, lang, split, source=config.data_source)
+    cap = config.max_train_examples if split == "train" else config.max_dev_examples
+    raw = _capped(raw, cap)
+    feats = featurize(raw, tokenizer, max_length=config.max_length, train=(split == "train"))
+    return feats, raw
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
+    """Return a LambdaLR: linear warm-up over `warmup_ratio` of the steps, then linear decay to 0."""
+    warmup = math.ceil(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """Return the example order of one epoch: a permutation fixed by (seed, epoch)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen).tolist()
+
+
+# --------------------------------------------------------------------------- state
+
+
+def parameter_fingerprint(model: torch.nn.Module) -> str:
+    """Return a sha256 (16 hex digits) over all parameter names, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_model(model: torch.nn.Module, path: Path, metadata: dict | None = None) -> None:
+    """Write the model's state dict to `path` as safetensors, atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    with atomic_write(path) as handle:
+        handle.write(safetensors_bytes(tensors, metadata=meta))
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load safetensors weights into `model` (strict: every key must match)."""
+    model.load_state_dict(load_file(str(path)), strict=True)
+
+
+def read_record(run_dir: str | Path) -> dict | None:
+    """Return the run's record.json as a dict, or None if the run has none yet."""
+    path = Path(run_dir) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    """Write record.json atomically."""
+    with atomic_write(run_dir / RECORD_NAME, "w") as handle:
+        json.dump(record, handle, indent=1, sort_keys=True)
+
+
+def library_versions() -> dict:
+    """Return the versions of Python and of the libraries that shape the results."""
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "xinterp": __version__,
+            "numpy": np.__version__}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def default_device() -> str:
+    """Return "cuda" when a GPU is visible, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _autocast_dtype(device: str):
+    # bf16 autocast on GPUs (App. A trains in mixed precision); fp32 on CPU, where bf16
+    # autocast is slower than fp32 on most machines and changes results.
+    return torch.bfloat16 if device.startswith("cuda") else None
+
+
+def dev_scores(model: TaskModel, config: TrainConfig, tokenizer, langs, device: str) -> dict:
+    """Return {lang: evaluate(...) result} of `model` on each language's (capped) dev set."""
+    scores = {}
+    for lang in langs:
+        feats, raw = load_features(config, tokenizer, lang, "dev")
+        result = evaluate(
+            model, batches(feats, config.eval_batch_size, tokenizer.pad_token_id),
+            config.task, device=device, autocast_dtype=_autocast_dtype(device),
+        )
+        result["fingerprint"] = raw.fingerprint
+        scores[lang] = result
+    return scores
+
+
+def train(
+    config: TrainConfig,
+    checkpoint_root: str | Path,
+    *,
+    device: str | None = None,
+    save_every_steps: int = 500,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> dict:
+    """Fine-tune one model, resuming from its last saved state; return its record.
+
+    A finished run (record with status "finished") is returned as is. The selected
+    model is the one with the best mean dev score over the training languages, checked
+    after every epoch. `stop_after_steps` ends the process's work early (tests,
+    time-boxed jobs) with the state saved, so a later call continues.
+    """
+    device = device or default_device()
+    run_dir = config.run_dir(checkpoint_root)
+    record = read_record(run_dir)
+    if record is not None and record.get("status") == "finished":
+        return record
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = load_tokenizer(config.encoder)
+    train_feats, fingerprints = [], {}
+    for lang in config.train_langs:
+        feats, raw = load_features(config, tokenizer, lang, "train")
+        train_feats.extend(feats)
+        fingerprints[f"{lang}/train"] = raw.fingerprint
+        if raw.substitute:
+            fingerprints[f"{lang}/train:substitute"] = raw.substitute
+    if not train_feats:
+        raise ValueError(f"{run_dir}: no training examples for {config.train_langs}")
+
+    model = build_task_model(config.encoder, config.task, config.seed).to(device)
+    init_fp = parameter_fingerprint(model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train_feats) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = linear_warmup_decay(optimizer, total_steps, config.warmup_ratio)
+
+    position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "last_loss": None}
+    best = {"score": -math.inf, "epoch": None}
+    history: list[dict] = []
+    torch.manual_seed(config.seed)  # dropout stream, after the head was initialised
+    state_path = run_dir / STATE_NAME
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["config"] != config.to_dict():
+            raise ValueError(f"{state_path}: saved for a different config; delete it to restart")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        position, best, history = state["position"], state["best"], state["history"]
+        init_fp = state["init_fingerprint"]
+        _set_rng_state(state["rng"])
+
+    def save_state() -> None:
+        state = {"config": config.to_dict(), "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "position": position, "best": best, "history": history,
+                 "init_fingerprint": init_fp, "rng": _rng_state()}
+        with atomic_write(state_path) as handle:
+            torch.save(state, handle)
+
+    autocast = _autocast_dtype(device)
+    pad_id = tokenizer.pad_token_id
+    started = time.time()
+    steps_this_call = 0
+    bar = tqdm(total=total_steps, initial=position["global_step"], disable=not progress,
+               desc=f"{config.task} {'+'.join(config.train_langs)} seed {config.seed}",
+               unit="step", dynamic_ncols=True)
+    while position["epoch"] < config.epochs:
+        epoch = position["epoch"]
+        order = epoch_order(len(train_feats), config.seed, epoch)
+        model.train()
+        for step in range(position["step_in_epoch"], steps_per_epoch):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v
+                     for k, v in collate([train_feats[i] for i in idx], pad_id).items()}
+            tick = time.time()
+            with torch.autocast(device.split(":")[0], dtype=autocast, enabled=autocast is not None):
+                loss, _ = model(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            position["step_in_epoch"] = step + 1
+            position["global_step"] += 1
+            position["last_loss"] = float(loss.item())
+            steps_this_call += 1
+            tokens = int(batch["attention_mask"].sum())
+            bar.set_postfix(loss=f"{position['last_loss']:.4f}",
+                            tok_s=f"{tokens / max(time.time() - tick, 1e-9):.0f}")
+            bar.update(1)
+            if position["global_step"] % save_every_steps == 0:
+                save_state()
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                save_state()
+                bar.close()
+                return {"status": "interrupted", "position": dict(position)}
+        # End of epoch: model selection on the training languages' dev sets.
+        scores = dev_scores(model, config, tokenizer, config.train_langs, device)
+        mean = float(np.mean([s["score"] for s in scores.values()]))
+        history.append({"epoch": epoch, "loss": position["last_loss"],
+                        "dev": {lang: s["score"] for lang, s in scores.items()},
+                        "dev_mean": mean})
+        if mean > best["score"]:
+            best = {"score": mean, "epoch": epoch}
+            save_model(model, run_dir / MODEL_NAME, {"run": config.run_hash(), "epoch": epoch})
+        position = {**position, "epoch": epoch + 1, "step_in_epoch": 0}
+        save_state()
+    bar.close()
+
+    record = {
+        "status": "finished",
+        "run_id": f"{config.run_hash()}",
+        "run_dir": str(run_dir),
+        "config": config.to_dict(),
+        "encoder_fingerprint": encoder_fingerprint(config.encoder),
+        "init_fingerprint": init_fp,
+        "model_fingerprint": None,
+        "data_fingerprints": fingerprints,
+        "best_epoch": best["epoch"],
+        "best_dev_mean": best["score"],
+        "history": history,
+        "dev_scores": {},
+        "train_examples": len(train_feats),
+        "total_steps": total_steps,
+        "device": device,
+        "autocast": str(autocast) if autocast else None,
+        "versions": library_versions(),
+        "seconds_last_call": round(time.time() - started, 1),
+    }
+    best_model = build_task_model(config.encoder, config.task, config.seed)
+    load_model_weights(best_model, run_dir / MODEL_NAME)
+    record["model_fingerprint"] = parameter_fingerprint(best_model)
+    best_model.to(device)
+    for lang, result in dev_scores(best_model, config, tokenizer, config.train_langs,
+                                   device).items():
+        record["dev_scores"][lang] = result
+    write_record(run_dir, record)
+    state_path.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
+    return record
+
+
+def ensure_dev_scores(
+    config: TrainConfig, checkpoint_root: str | Path, langs, *, device: str | None = None
+) -> dict:
+    """Return the finished run's record with dev scores for every language in `langs`.
+
+    Scores missing from the record are computed with the selected model and saved, so a
+    monolingual model serves every pair's target language without being retrained.
+    """
+    device = device or default_device()
+    run_dir = config.run_dir(checkpoint_root)
+    record = read_record(run_dir)
+    if record is None or record.get("status") != "finished":
+        raise FileNotFoundError(f"{run_dir}: run not finished; train it first")
+    missing = [lang for lang in langs if lang not in record["dev_scores"]]
+    if missing:
+        tokenizer = load_tokenizer(config.encoder)
+        model = build_task_model(config.encoder, config.task, config.seed)
+        load_model_weights(model, run_dir / MODEL_NAME)
+        model.to(device)
+        record["dev_scores"].update(dev_scores(model, config, tokenizer, missing, device))
+        write_record(run_dir, record)
+    return record
+
+
+def load_trained_model(config: TrainConfig, checkpoint_root: str | Path) -> TaskModel:
+    """Return the selected model of a finished run, on the CPU."""
+    run_dir = config.run_dir(checkpoint_root)
+    if not (run_dir / MODEL_NAME).is_file():
+        raise FileNotFoundError(f"{run_dir / MODEL_NAME}: no model; train the run first")
+    model = build_task_model(config.encoder, config.task, config.seed)
+    load_model_weights(model, run_dir / MODEL_NAME)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m xinterp_utils.train CONFIG.json CHECKPOINT_ROOT [options]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("config", help="JSON file with a TrainConfig")
+    parser.add_argument("checkpoint_root")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--save-every-steps", type=int, default=500)
+    parser.add_argument("--stop-after-steps", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    record = train(config, args.checkpoint_root, device=args.device,
+                   save_every_steps=args.save_every_steps,
+                   stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
+    print(json.dumps({"status": record["status"], "run_dir": str(config.run_dir(
+        args.checkpoint_root))}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
