@@ -35,3 +35,23 @@ def data_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# A tiny but real fine-tuning setting on the 2-layer offline encoder (seconds per model).
+TINY_ENCODER = "offline-small"
+TINY_HPARAMS = {"epochs": 2, "batch_size": 8, "max_length": 64, "max_train_examples": 24,
+                "max_dev_examples": 16, "lr": 1e-4}
+
+
+@pytest.fixture(scope="session")
+def trained_pos_pair(tmp_path_factory, data_dir):
+    """θ_src, θ_tgt, θ_bi for POS en→de (seed 3), trained once per test session.
+
+    Returns (checkpoint_root, {role: TrainConfig}, {role: record}).
+    """
+    from xinterp_utils.train import pair_configs, train
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    configs = pair_configs(TINY_ENCODER, "pos", "en", "de", seed=3, **TINY_HPARAMS)
+    records = {role: train(c, root, progress=False) for role, c in configs.items()}
+    return root, configs, records

@@ -8,11 +8,12 @@ import struct
 import numpy as np
 import pytest
 import torch
-from _e5_reference import BLOCK_BYTES, CEngine, compile_c_engine, decode_q4_block
 from safetensors import safe_open
 
 from xinterp_utils import encoders
 from xinterp_utils import offline_encoder as oe
+
+from ._e5_reference import BLOCK_BYTES, CEngine, compile_c_engine, decode_q4_block
 
 LANGS = oe.LANGUAGES
 N_PER_SOURCE = 4  # sample sentences per language from each of XNLI dev and WikiANN dev
@@ -220,6 +221,16 @@ def test_no_unknown_tokens_in_nine_languages(samples, full_tok, small):
             for sentence, row in zip(sentences, ids, strict=True):
                 assert len(row) > 0
                 assert tok.unk_token_id not in row, (name, lang, sentence)
+
+
+def test_small_vocabulary_holds_every_character_of_the_full_one(full_dir, small):
+    # Every character of every full piece is a piece of the small vocabulary, so text the
+    # full tokenizer covers without <unk> is covered by the small one too.
+    full_vocab = json.loads((full_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    characters = set("".join(piece for piece, _ in full_vocab if not piece.startswith("<")))
+    small_vocab = small[1].get_vocab()
+    assert len(characters) > 13_000
+    assert not [ch for ch in characters if ch not in small_vocab]
 
 
 def test_small_tokenizer_keeps_pieces_where_its_vocabulary_allows(samples, full_tok, small):

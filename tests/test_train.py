@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -25,23 +26,18 @@ from xinterp_utils.train import (
     ensure_dev_scores,
     epoch_order,
     linear_warmup_decay,
-    pair_configs,
     parameter_fingerprint,
     train,
 )
 
-ENCODER = "offline-small"
-TINY = {"epochs": 2, "batch_size": 8, "max_length": 64, "max_train_examples": 24,
-        "max_dev_examples": 16, "lr": 1e-4}
+from .conftest import TINY_ENCODER as ENCODER
+from .conftest import TINY_HPARAMS as TINY
 
 
 @pytest.fixture(scope="module")
-def trained_pair(tmp_path_factory, data_dir):
-    """The three POS models of en→de, trained once for this module."""
-    root = tmp_path_factory.mktemp("ckpt")
-    configs = pair_configs(ENCODER, "pos", "en", "de", seed=3, **TINY)
-    records = {role: train(c, root, progress=False) for role, c in configs.items()}
-    return root, configs, records
+def trained_pair(trained_pos_pair):
+    """The three POS models of en→de (shared with the interpolation tests)."""
+    return trained_pos_pair
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -56,7 +52,7 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
     assert lrs[2] == pytest.approx(18 / 18) and lrs[11] == pytest.approx(9 / 18)
     assert lrs[-1] == pytest.approx(1 / 18)
-    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
 
 
 def test_epoch_order_is_a_seeded_permutation():
@@ -67,7 +63,7 @@ def test_epoch_order_is_a_seeded_permutation():
 
 
 def test_three_models_share_one_initialisation(trained_pair):
-    _, configs, records = trained_pair
+    _, _configs, records = trained_pair
     inits = {role: r["init_fingerprint"] for role, r in records.items()}
     assert len(set(inits.values())) == 1, inits
     # ... and that fingerprint is the freshly built model of that seed, not of another.
@@ -137,7 +133,7 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, data_dir):
 
     straight = tmp_path / "straight"
     proc = _launch(config_path, straight)
-    out, err = proc.communicate(timeout=600)
+    _out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-2000:]
 
     killed = tmp_path / "killed"
@@ -154,7 +150,7 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, data_dir):
     assert not (config.run_dir(killed) / "record.json").exists()
 
     proc = _launch(config_path, killed)
-    out, err = proc.communicate(timeout=600)
+    _out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-2000:]
 
     a = load_file(str(config.run_dir(straight) / MODEL_NAME))
@@ -177,7 +173,7 @@ def test_training_through_the_local_executor(tmp_path, data_dir):
 
 
 def test_finetune_table_is_tidy(trained_pair):
-    root, configs, _ = trained_pair
+    root, _configs, _ = trained_pair
     profile = load_profile("smoke", ["tasks=[pos]", "pairs=[en-de]", "seeds=[3]",
                                      *[f"{k}={v}" for k, v in TINY.items()]])
     table = finetune_table(profile, root)

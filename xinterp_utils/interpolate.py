@@ -32,7 +32,8 @@ def check_compatible(states: dict[str, dict[str, torch.Tensor]]) -> None:
     (name → {param name → tensor}) differ in presence, shape or dtype."""
     (first_name, first), *others = states.items()
     for other_name, other in others:
-        for key in sorted(set(first) | set(other)):
+        # Model order, so "first" means the first parameter of the network that differs.
+        for key in [*first, *(k for k in other if k not in first)]:
             if key not in other or key not in first:
                 where = other_name if key not in other else first_name
                 raise IncompatibleEndpoints(f"parameter {key!r} is missing from {where}")
@@ -44,15 +45,16 @@ def check_compatible(states: dict[str, dict[str, torch.Tensor]]) -> None:
                 )
 
 
-def interpolated_names(model: TaskModel, scope: str) -> list[str]:
-    """Return the names of the floating-point parameters/buffers that `scope` interpolates.
+def interpolated_names(state: dict[str, torch.Tensor], scope: str) -> list[str]:
+    """Return the names in `state` (a state dict) of the floating-point tensors that `scope`
+    interpolates: all of them, those of the encoder (`encoder.*`) or of the head (`head.*`).
 
     Integer buffers (e.g. `position_ids`) are never interpolated.
     """
     if scope not in SCOPES:
         raise ValueError(f"scope={scope!r}: expected one of {SCOPES}")
     names = []
-    for name, tensor in model.state_dict(keep_vars=True).items():
+    for name, tensor in state.items():
         if not tensor.is_floating_point():
             continue
         if scope == "encoder" and not name.startswith("encoder."):
@@ -79,7 +81,7 @@ class InterpolationPlane:
         # Everything starts at θ_bi; only the scope's tensors move afterwards.
         model.load_state_dict(theta_bi, strict=True)
         live = model.state_dict(keep_vars=True)
-        self.names = interpolated_names(model, scope)
+        self.names = interpolated_names(live, scope)
         self._targets = [live[n].data if hasattr(live[n], "data") else live[n]
                          for n in self.names]
         def put(state):

@@ -693,8 +693,9 @@ def select_small_vocabulary(pieces: list[str], scores: np.ndarray, size: int,
                             special_ids: list[int]) -> np.ndarray:
     """Return the sorted original ids of a reduced vocabulary of about `size` pieces.
 
-    Kept: the special pieces, every single-character piece (so any text the full vocabulary
-    covers character by character stays free of unknown tokens), then the highest-scoring
+    Kept: the special pieces, every single-character piece (in XLM-R's vocabulary every
+    character of every piece is also a piece, so text the full vocabulary covers without
+    unknown tokens stays covered), then the highest-scoring
     pieces written in the scripts of the paper's 9 languages, until `size` is reached
     (ties broken by id, so the choice is deterministic).
     """

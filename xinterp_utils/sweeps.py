@@ -60,8 +60,13 @@ class SweepSpec:
                             **self.hparams)
 
     def sweep_id(self) -> str:
-        """Return a 12-hex-digit hash of the spec (every row carries it)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
+        """Return a 12-hex-digit hash of what a point's score depends on (every row carries it).
+
+        The grids are not part of it: extending a grid evaluates only the new points.
+        """
+        what = {k: v for k, v in asdict(self).items()
+                if k not in ("planes", "alphas_1d", "alphas_2d", "alphas_2d_y")}
+        blob = json.dumps(what, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def points(self) -> list[tuple[str, float | None, float, float]]:
@@ -216,3 +221,92 @@ def read_sweeps(results_root: str | Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+
+def plan_sweeps(profile, *, two_d: bool) -> list[SweepSpec]:
+    """Return the profile's 1D sweeps (Eq. 1 and 2, every pair) or its 2D sweeps
+    (Eq. 3, the profile's `pairs_2d`), one per (encoder, task, pair, seed)."""
+    pairs = profile.pairs_2d_tuples() if two_d else profile.pair_tuples()
+    hparams = profile.train_hparams()
+    specs = []
+    for encoder in profile.encoders:
+        for task in profile.tasks:
+            for source, target in pairs:
+                for seed in profile.seeds:
+                    specs.append(SweepSpec(
+                        encoder, task, source, target, seed, hparams=hparams,
+                        planes=("2d",) if two_d else ("eq1", "eq2"),
+                        alphas_1d=tuple(profile.alphas_1d),
+                        alphas_2d=tuple(profile.alphas_2d) if two_d else (),
+                        scope=profile.scope, max_dev_examples=profile.max_dev_examples,
+                    ))
+    return specs
+
+
+def run_sweeps(specs, checkpoint_root, results_root, *, executor: str = "inline",
+               device: str | None = None, progress: bool = True, **executor_options) -> list:
+    """Run `specs` as jobs (inline, local GPUs or Slurm); return their CSV paths."""
+    from .jobs import run_jobs
+
+    jobs = [{"spec": spec, "checkpoint_root": str(checkpoint_root),
+             "results_root": str(results_root), "device": device, "progress": progress}
+            for spec in specs]
+    return run_jobs(run_sweep, jobs, executor=executor,
+                    folder=Path(checkpoint_root) / "submitit", progress=progress,
+                    **executor_options)
+
+
+GEOMETRY_COLUMNS = ["encoder", "task", "source", "target", "seed", "scope", "norm_src",
+                    "norm_tgt", "ratio", "cos", "angle_deg", "n_params",
+                    "ckpt_src", "ckpt_tgt", "ckpt_bi"]
+
+
+def geometry_row(spec: SweepSpec, checkpoint_root: str | Path) -> dict:
+    """Return ‖δ_src‖, ‖δ_tgt‖, their ratio and angle (degrees) for one sweep's end-points
+    (App. B), over the parameters of the spec's scope."""
+    from .analysis import delta_geometry
+    from .interpolate import interpolated_names
+
+    states, records = load_endpoints(spec, checkpoint_root)
+    names = interpolated_names(states["bi"], spec.scope)
+    geo = delta_geometry(states["bi"], states["src"], states["tgt"], names=names)
+    return {"encoder": spec.encoder, "task": spec.task, "source": spec.source,
+            "target": spec.target, "seed": spec.seed, "scope": spec.scope,
+            **{k: geo[k] for k in ("norm_src", "norm_tgt", "ratio", "cos", "angle_deg",
+                                   "n_params")},
+            **{f"ckpt_{role}": records[role]["run_id"] for role in ("src", "tgt", "bi")}}
+
+
+def geometry_table(specs, checkpoint_root: str | Path) -> pd.DataFrame:
+    """Return one geometry row per distinct (encoder, task, pair, seed, scope) in `specs`."""
+    seen, rows = set(), []
+    for spec in specs:
+        key = (spec.encoder, spec.task, spec.source, spec.target, spec.seed, spec.scope)
+        if key not in seen:
+            seen.add(key)
+            rows.append(geometry_row(spec, checkpoint_root))
+    return pd.DataFrame(rows, columns=GEOMETRY_COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xinterp_utils.sweeps SPEC.json CHECKPOINTS RESULTS``: run one sweep."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("spec")
+    parser.add_argument("checkpoint_root")
+    parser.add_argument("results_root")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    data = json.loads(Path(args.spec).read_text())
+    for key in ("planes", "alphas_1d", "alphas_2d", "alphas_2d_y"):
+        if key in data:
+            data[key] = tuple(data[key])
+    spec = SweepSpec(**data)
+    print(run_sweep(spec, args.checkpoint_root, args.results_root, device=args.device,
+                    progress=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
