@@ -157,6 +157,16 @@ def test_normalise_names_group_without_bilingual_point():
         analysis.normalise(df[~drop])
 
 
+def test_normalise_gives_nan_where_the_bilingual_score_is_zero():
+    df = make_results()
+    group = (df["seed"] == 2) & (df["eval_lang"] == "de")
+    df.loc[group & analysis.bilingual_mask(df), "score"] = 0.0
+    with pytest.warns(UserWarning, match=r"bilingual score is 0.*seed=2.*eval_lang=de"):
+        out = analysis.normalise(df)
+    assert out.loc[group, "norm_score"].isna().all()
+    assert out.loc[~group, "norm_score"].notna().all()
+
+
 def test_normalise_averages_bilingual_points_of_all_planes():
     df = make_results()
     at = (df["plane"] == "2d") & (df["alpha1"] == 0) & (df["alpha2"] == 0) & (df["seed"] == 1)

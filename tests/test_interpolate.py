@@ -147,7 +147,7 @@ def _spec(**changes):
 
 @pytest.fixture(scope="module")
 def swept(trained_pos_pair, tmp_path_factory):
-    root, configs, records = trained_pos_pair
+    root, _configs, records = trained_pos_pair
     results = tmp_path_factory.mktemp("results")
     path = run_sweep(_spec(), root, results, progress=False)
     return root, records, results, path
@@ -217,7 +217,7 @@ def test_rerun_computes_nothing_and_extension_only_new_points(swept, trained_pos
 
 
 def test_a_cut_last_line_is_dropped_and_recomputed(swept, tmp_path):
-    root, _, results, path = swept
+    _root, _, _results, path = swept
     copy = tmp_path / "sweep.csv"
     data = path.read_bytes()
     copy.write_bytes(data[: len(data) - 7])  # a kill in the middle of the last row

@@ -221,8 +221,9 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     `bi_score` is θ_bi's score on the same dev set: same (encoder, task, source, target,
     seed, scope, eval_lang). θ_bi is evaluated in each plane (α = 1 of eq1/eq2, (0, 0) of
     2d); these are the same model, so their mean is used (with a warning if they differ
-    by more than 1e-3). A group with no bilingual point, or a bilingual score of 0, is
-    an error naming the group.
+    by more than 1e-3). A group with no bilingual point is an error naming the group; a
+    bilingual score of 0 (an untrained or collapsed model) gives NaN for that group, with
+    a warning naming it, so the other groups can still be drawn.
     """
     key = list(NORM_KEY)
     bi = df.loc[bilingual_mask(df)].groupby(key, sort=False)["score"].agg(["mean", "min", "max"])
@@ -247,11 +248,17 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
         )
     zero = (merged["bi_score"] == 0).to_numpy()
     if zero.any():
-        name = _group_name(out.loc[zero, key].iloc[0], key)
-        raise ValueError(f"bilingual score is 0, cannot normalise: {name}")
+        groups = out.loc[zero, key].drop_duplicates()
+        names = [_group_name(g, key) for g in groups.itertuples(index=False)]
+        warnings.warn(
+            f"bilingual score is 0, normalised scores set to NaN for {len(names)} group(s): "
+            + "; ".join(names[:3]) + (" …" if len(names) > 3 else ""),
+            stacklevel=2,
+        )
     out = out.copy()
     out["bi_score"] = merged["bi_score"].to_numpy()
-    out["norm_score"] = out["score"].to_numpy() / out["bi_score"].to_numpy()
+    bi_score = np.where(zero, np.nan, out["bi_score"].to_numpy())
+    out["norm_score"] = out["score"].to_numpy() / bi_score
     return out
 
 

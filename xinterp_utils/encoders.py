@@ -8,6 +8,7 @@ or a hub name such as `bert-base-multilingual-cased` / `xlm-roberta-large`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -48,10 +49,25 @@ def resolve_encoder(name: str) -> str | Path:
 
 
 def load_tokenizer(name: str):
-    """Return the fast tokenizer (`PreTrainedTokenizerFast`) of encoder `name`; no weights load."""
+    """Return the fast tokenizer (`PreTrainedTokenizerFast`) of encoder `name`; no weights load.
+
+    Tokenizers are kept per process (keyed by the folder's tokenizer.json mtime for local
+    folders): a sweep or a list of runs would otherwise re-parse a 250k-piece vocabulary
+    for every model.
+    """
+    source = resolve_encoder(name)
+    stamp = None
+    if isinstance(source, Path):
+        with contextlib.suppress(OSError):
+            stamp = (source / "tokenizer.json").stat().st_mtime_ns
+    return _load_tokenizer_cached(name, str(source), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer_cached(name: str, source: str, _stamp):
     from transformers import AutoTokenizer
 
-    source = resolve_encoder(name)
+    source = Path(source) if Path(source).is_dir() else source
     _check_hub_reachable(name, source)
     with _hub_errors(name, source):
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -105,7 +105,9 @@ def _legend_below(fig: Figure, axes) -> None:
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+        # Two columns only when there is room: a single panel is narrower than two labels.
+        ncols = 2 if np.shape(axes)[-1] > 1 else 1
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
 
 
 def _plot_1d(df: pd.DataFrame, fig_number: int, title: str, scope: str,
@@ -115,7 +117,8 @@ def _plot_1d(df: pd.DataFrame, fig_number: int, title: str, scope: str,
                                 confidence=confidence)
     encoders = sorted(agg["encoder"].unique())
     sources = sorted(agg["source"].unique())
-    fig, axes = _new_figure(len(encoders), len(sources), sharey=True)
+    fig, axes = _new_figure(len(encoders), len(sources), sharey=True,
+                            extra_w=1.2 if len(sources) == 1 else 0.0)
     for r, encoder in enumerate(encoders):
         for c, source in enumerate(sources):
             ax = axes[r, c]

@@ -215,12 +215,10 @@ def run_sweep(
     return path
 
 
-def read_sweeps(results_root: str | Path) -> pd.DataFrame:
-    """Return every sweep row under `results_root`/sweeps as one DataFrame."""
-    files = sorted(Path(results_root).glob("sweeps/**/*.csv"))
-    if not files:
-        return pd.DataFrame(columns=RESULT_COLUMNS)
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+def sweep_files(results_root: str | Path) -> list[Path]:
+    """Return every sweep CSV under `results_root`/sweeps (read them with
+    `analysis.load_results`)."""
+    return sorted(Path(results_root).glob("sweeps/**/*.csv"))
 
 
 def plan_sweeps(profile, *, two_d: bool) -> list[SweepSpec]:

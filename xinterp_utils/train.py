@@ -234,6 +234,20 @@ def library_versions() -> dict:
 # --------------------------------------------------------------------------- training
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Return Adam(W) over all parameters with the config's learning rate and weight decay.
+
+    The fused kernel does one pass over each tensor instead of eight; on this 2-core CPU
+    it made the update of the 19M-parameter embedding matrix several times cheaper.
+    """
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+
+
 def default_device() -> str:
     """Return "cuda" when a GPU is visible, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -295,9 +309,7 @@ def train(
 
     model = build_task_model(config.encoder, config.task, config.seed).to(device)
     init_fp = parameter_fingerprint(model)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_feats) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = linear_warmup_decay(optimizer, total_steps, config.warmup_ratio)
@@ -373,7 +385,8 @@ def train(
             best = {"score": mean, "epoch": epoch}
             save_model(model, run_dir / MODEL_NAME, {"run": config.run_hash(), "epoch": epoch})
         position = {**position, "epoch": epoch + 1, "step_in_epoch": 0}
-        save_state()
+        if position["epoch"] < config.epochs:  # after the last epoch the record follows
+            save_state()
     bar.close()
 
     record = {
@@ -396,11 +409,9 @@ def train(
         "versions": library_versions(),
         "seconds_last_call": round(time.time() - started, 1),
     }
-    best_model = build_task_model(config.encoder, config.task, config.seed)
-    load_model_weights(best_model, run_dir / MODEL_NAME)
-    record["model_fingerprint"] = parameter_fingerprint(best_model)
-    best_model.to(device)
-    for lang, result in dev_scores(best_model, config, tokenizer, config.train_langs,
+    load_model_weights(model, run_dir / MODEL_NAME)  # the selected epoch's weights
+    record["model_fingerprint"] = parameter_fingerprint(model)
+    for lang, result in dev_scores(model, config, tokenizer, config.train_langs,
                                    device).items():
         record["dev_scores"][lang] = result
     write_record(run_dir, record)
