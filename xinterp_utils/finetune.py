@@ -50,9 +50,9 @@ def run_finetuning(
     """Train (or skip, if finished) every planned run; return their records in plan order."""
     jobs = [{"config": config, "checkpoint_root": str(checkpoint_root), "device": device,
              "progress": progress} for config in plan_runs(profile)]
+    options = {**profile.executor_options(), **executor_options}
     return run_jobs(train, jobs, executor=executor or profile.executor,
-                    folder=Path(checkpoint_root) / "submitit", progress=progress,
-                    **executor_options)
+                    folder=Path(checkpoint_root) / "submitit", progress=progress, **options)
 
 
 def finetune_table(profile: Profile, checkpoint_root: str | Path,

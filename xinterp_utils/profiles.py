@@ -52,6 +52,8 @@ class Profile:
     pairs_2d: list[str] | str = "all"
     scope: str = "all"
     executor: str = "inline"
+    # submitit Slurm resources (jobs.SlurmOptions fields), e.g. {partition: gpu, mem_gb: 64}
+    slurm: dict = field(default_factory=dict)
     data: str | None = None  # offline data folder, "hub", or None (auto)
     checkpoints: str = "checkpoints"
     results: str = "results"
@@ -93,6 +95,11 @@ class Profile:
             bad("scope", f"expected one of {SCOPES}")
         if self.executor not in EXECUTORS:
             bad("executor", f"expected one of {EXECUTORS}")
+        from .jobs import SlurmOptions
+
+        known = {f.name for f in dataclasses.fields(SlurmOptions)}
+        if not isinstance(self.slurm, dict) or set(self.slurm) - known:
+            bad("slurm", f"must be a mapping with keys among {sorted(known)}")
 
     def pair_tuples(self) -> list[tuple[str, str]]:
         """Return the pairs as (source, target) tuples."""
@@ -119,6 +126,14 @@ class Profile:
                 "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
                 "max_train_examples": self.max_train_examples,
                 "max_dev_examples": self.max_dev_examples, "data_source": self.data}
+
+    def executor_options(self) -> dict:
+        """Return the keyword arguments `jobs.run_jobs` needs for this profile's executor."""
+        if self.executor != "slurm":
+            return {}
+        from .jobs import SlurmOptions
+
+        return {"slurm": SlurmOptions(**self.slurm)}
 
     def to_dict(self) -> dict:
         """Return the profile as plain data (for records and notebook output)."""
