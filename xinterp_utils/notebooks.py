@@ -74,11 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     args = parser.parse_args(argv)
+    from .profiles import load_profile
+
     try:
-        run(args.profile, args.overrides, only=args.only)
-    except RuntimeError as err:
+        cfg = load_profile(args.profile, args.overrides)
+        executed = run(args.profile, args.overrides, only=args.only)
+    except (RuntimeError, ValueError) as err:
         print(f"run_all: FAILED {err}", file=sys.stderr)
         return 1
+    root = repo_root()
+    print(f"run_all: done. checkpoints: {root / cfg.checkpoints}\n"
+          f"         results:     {root / cfg.results}\n"
+          f"         figures:     {root / cfg.figures}\n"
+          f"         notebooks:   {executed[0].parent if executed else '-'}")
     return 0
 
 
