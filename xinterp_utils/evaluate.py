@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import labels, metrics
+from . import labels, metrics, mst
 
 IGNORE_INDEX = -100
 
@@ -68,6 +69,12 @@ def _tagging_scores(task: str, parts: dict[str, list[np.ndarray]]) -> dict:
             "recall": scores["recall"], "n_examples": n_examples, "n_words": len(gold)}
 
 
+def _decode_in_worker(scores: dict, word_mask: torch.Tensor, decode_kwargs: dict):
+    # A worker thread does not inherit the caller's inference mode.
+    with torch.inference_mode():
+        return mst.decode(scores["arc_scores"], scores["rel_scores"], word_mask, **decode_kwargs)
+
+
 def evaluate(
     model: torch.nn.Module,
     batches: Iterable[dict],
@@ -111,21 +118,36 @@ def evaluate(
             value = value.cpu().numpy()
         parts.setdefault(key, []).append(value)
 
-    with torch.inference_mode(), autocast:
+    def add_parse(batch: dict, decoded: tuple[np.ndarray, np.ndarray]) -> None:
+        words = batch["heads"] != IGNORE_INDEX
+        add("n_sent", np.array([batch["heads"].shape[0]]))
+        add("pred_heads", decoded[0][words.cpu().numpy()])
+        add("pred_rels", decoded[1][words.cpu().numpy()])
+        for key in gold_keys:
+            add(key, batch[key][words])
+
+    # Parsing: batch i's trees are decoded (MST, on the CPU) in a background thread while
+    # batch i+1 runs through the encoder; torch kernels and numpy release the GIL. One
+    # batch in flight at most, since relation scores are [B, W, W, R].
+    pool = ThreadPoolExecutor(max_workers=1) if task == "parsing" else None
+    in_flight = None
+    with torch.inference_mode(), autocast, contextlib.ExitStack() as stack:
+        if pool is not None:
+            stack.callback(pool.shutdown)
         for batch in tqdm(batches, desc=f"eval {task}", leave=False, disable=not progress):
             _require(batch, gold_keys, task)
             batch = _to_device(batch, device)
+            if task == "parsing":
+                scores = model.head(model.encode(batch), batch)
+                job = pool.submit(_decode_in_worker, scores, batch["word_mask"], decode_kwargs)
+                if in_flight is not None:
+                    add_parse(in_flight[0], in_flight[1].result())
+                in_flight = (batch, job)
+                continue
             out = model.predict(batch, **decode_kwargs)
             if task == "xnli":
                 add("pred", out["pred"])
                 add("gold", batch["labels"])
-            elif task == "parsing":
-                words = batch["heads"] != IGNORE_INDEX
-                add("n_sent", np.array([batch["heads"].shape[0]]))
-                add("pred_heads", out["heads"][words.cpu()])
-                add("pred_rels", out["rels"][words.cpu()])
-                for key in gold_keys:
-                    add(key, batch[key][words])
             else:
                 if "word_index" not in batch or "example_index" not in batch:
                     raise KeyError(f"evaluate: {task} batch lacks example_index/word_index")
@@ -135,6 +157,8 @@ def evaluate(
                 add("word", batch["word_index"][scored])
                 add("pred", out["pred"][scored])
                 add("gold", batch["labels"][scored])
+        if in_flight is not None:
+            add_parse(in_flight[0], in_flight[1].result())
     if not parts:
         raise ValueError(f"evaluate: no batches for {task}")
 

@@ -183,7 +183,11 @@ def decode(
         eye = torch.eye(w, dtype=torch.bool, device=arc.device)
         arc = arc.masked_fill(eye, float("-inf"))
         arc_lp = torch.log_softmax(arc, dim=-1)
-        rel_lp, best_rel = torch.log_softmax(rel_scores.float(), dim=-1).max(dim=-1)
+        # max_r log_softmax(r) = max_r r − logsumexp_r r: two reductions instead of a full
+        # [B, W, W, R] log-softmax tensor (the largest cost of decoding a sweep point).
+        rel = rel_scores.float()
+        rel_max, best_rel = rel.max(dim=-1)
+        rel_lp = rel_max - torch.logsumexp(rel, dim=-1)
         total = arc_lp + rel_lp  # [B, W(dep), W(head)], -inf on invalid heads
         greedy = total.argmax(dim=-1)
         done = _tree_mask(greedy, mask)

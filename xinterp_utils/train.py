@@ -314,7 +314,8 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     scheduler = linear_warmup_decay(optimizer, total_steps, config.warmup_ratio)
 
-    position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "last_loss": None}
+    position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "last_loss": None,
+                "epoch_loss_sum": 0.0}
     best = {"score": -math.inf, "epoch": None}
     history: list[dict] = []
     torch.manual_seed(config.seed)  # dropout stream, after the head was initialised
@@ -364,6 +365,7 @@ def train(
             position["step_in_epoch"] = step + 1
             position["global_step"] += 1
             position["last_loss"] = float(loss.item())
+            position["epoch_loss_sum"] += position["last_loss"]
             steps_this_call += 1
             tokens = int(batch["attention_mask"].sum())
             bar.set_postfix(loss=f"{position['last_loss']:.4f}",
@@ -379,12 +381,13 @@ def train(
         scores = dev_scores(model, config, tokenizer, config.train_langs, device)
         mean = float(np.mean([s["score"] for s in scores.values()]))
         history.append({"epoch": epoch, "loss": position["last_loss"],
+                        "mean_loss": position["epoch_loss_sum"] / steps_per_epoch,
                         "dev": {lang: s["score"] for lang, s in scores.items()},
                         "dev_mean": mean})
         if mean > best["score"]:
             best = {"score": mean, "epoch": epoch}
             save_model(model, run_dir / MODEL_NAME, {"run": config.run_hash(), "epoch": epoch})
-        position = {**position, "epoch": epoch + 1, "step_in_epoch": 0}
+        position = {**position, "epoch": epoch + 1, "step_in_epoch": 0, "epoch_loss_sum": 0.0}
         if position["epoch"] < config.epochs:  # after the last epoch the record follows
             save_state()
     bar.close()
