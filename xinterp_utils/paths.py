@@ -77,6 +77,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_write` left in `folder` when its writer was killed
+    (SIGKILL skips its clean-up); return what was removed.
+
+    Call it only where no other process is writing into `folder` at the same time.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success rename it to `path`.

@@ -38,7 +38,7 @@ from .evaluate import evaluate
 from .features import batches, collate, featurize
 from .labels import TASKS
 from .model import TaskModel, build_task_model
-from .paths import atomic_write
+from .paths import atomic_write, remove_stale_temporaries
 
 RECORD_NAME = "record.json"
 MODEL_NAME = "model.safetensors"
@@ -295,6 +295,8 @@ def train(
     if record is not None and record.get("status") == "finished":
         return record
     run_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed while saving leaves its temporary file (GBs for large models) behind.
+    remove_stale_temporaries(run_dir)
 
     tokenizer = load_tokenizer(config.encoder)
     train_feats, fingerprints = [], {}
