@@ -387,7 +387,9 @@ def train(
                         "dev": {lang: s["score"] for lang, s in scores.items()},
                         "dev_mean": mean})
         if mean > best["score"]:
-            best = {"score": mean, "epoch": epoch}
+            # The record reports these results: the saved weights are exactly these.
+            best = {"score": mean, "epoch": epoch, "dev_scores": scores,
+                    "model_fingerprint": parameter_fingerprint(model)}
             save_model(model, run_dir / MODEL_NAME, {"run": config.run_hash(), "epoch": epoch})
         position = {**position, "epoch": epoch + 1, "step_in_epoch": 0, "epoch_loss_sum": 0.0}
         if position["epoch"] < config.epochs:  # after the last epoch the record follows
@@ -401,12 +403,12 @@ def train(
         "config": config.to_dict(),
         "encoder_fingerprint": encoder_fingerprint(config.encoder),
         "init_fingerprint": init_fp,
-        "model_fingerprint": None,
+        "model_fingerprint": best["model_fingerprint"],
         "data_fingerprints": fingerprints,
         "best_epoch": best["epoch"],
         "best_dev_mean": best["score"],
         "history": history,
-        "dev_scores": {},
+        "dev_scores": dict(best["dev_scores"]),
         "train_examples": len(train_feats),
         "total_steps": total_steps,
         "device": device,
@@ -414,11 +416,6 @@ def train(
         "versions": library_versions(),
         "seconds_last_call": round(time.time() - started, 1),
     }
-    load_model_weights(model, run_dir / MODEL_NAME)  # the selected epoch's weights
-    record["model_fingerprint"] = parameter_fingerprint(model)
-    for lang, result in dev_scores(model, config, tokenizer, config.train_langs,
-                                   device).items():
-        record["dev_scores"][lang] = result
     write_record(run_dir, record)
     state_path.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
     return record
