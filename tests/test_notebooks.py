@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -61,3 +62,46 @@ def test_results_tables(smoke_run):
     geometry = pd.read_csv(out / "results" / "geometry.csv")
     assert len(geometry) == 4
     assert geometry["angle_deg"].between(0, 180).all() and (geometry["ratio"] > 0).all()
+
+
+# Recorded by scripts/record_smoke_outputs.py from a clean smoke run. Tolerances absorb
+# floating-point differences between machines (BLAS kernels, thread counts); a wrong
+# interpolation, normalisation or metric moves these numbers by far more.
+RECORDED = json.loads((Path(__file__).parent / "data" / "smoke_recorded.json").read_text())
+SCORE_TOL = 0.03  # absolute, on scores in [0, 1]
+
+
+def _by(records, keys):
+    return {tuple(r[k] for k in keys): r for r in records}
+
+
+def test_finetune_scores_match_the_recorded_run(smoke_run):
+    out, _ = smoke_run
+    got = _by(pd.read_csv(out / "results" / "finetune.csv").to_dict("records"),
+              ["task", "model", "eval_lang"])
+    want = _by(RECORDED["finetune"], ["task", "model", "eval_lang"])
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key]["score"] == pytest.approx(row["score"], abs=SCORE_TOL), key
+
+
+def test_sweep_scores_match_the_recorded_run(smoke_run):
+    out, _ = smoke_run
+    keys = ["task", "plane", "alpha", "alpha1", "alpha2", "eval_lang"]
+    sweeps = pd.concat(pd.read_csv(p) for p in (out / "results").glob("sweeps/**/*.csv"))
+    # NaN α (2d rows have no α, 1d rows no α1/α2) must compare equal as keys.
+    got = _by(sweeps[[*keys, "score"]].fillna(-99).to_dict("records"), keys)
+    want = _by(pd.DataFrame(RECORDED["sweeps"]).fillna(-99).to_dict("records"), keys)
+    assert got.keys() == want.keys()
+    far = {k: (got[k]["score"], w["score"]) for k, w in want.items()
+           if abs(got[k]["score"] - w["score"]) > SCORE_TOL}
+    assert not far, f"{len(far)} sweep points moved, e.g. {next(iter(far.items()))}"
+
+
+def test_geometry_matches_the_recorded_run(smoke_run):
+    out, _ = smoke_run
+    got = _by(pd.read_csv(out / "results" / "geometry.csv").to_dict("records"), ["task"])
+    for task, row in _by(RECORDED["geometry"], ["task"]).items():
+        for col in ("norm_src", "norm_tgt", "ratio"):
+            assert got[task][col] == pytest.approx(row[col], rel=0.02), (task, col)
+        assert got[task]["angle_deg"] == pytest.approx(row["angle_deg"], abs=1.0), task

@@ -12,7 +12,7 @@ from xinterp_utils.profiles import (
 
 
 def test_bundled_profiles_load():
-    assert available_profiles() == ["demo", "paper", "smoke"]
+    assert available_profiles() == ["demo", "paper", "repro", "smoke"]
     for name in available_profiles():
         profile = load_profile(name)
         assert profile.name == name
@@ -62,3 +62,18 @@ def test_bad_overrides_name_the_field(override, needle):
 def test_unknown_profile():
     with pytest.raises(ValueError, match="available"):
         load_profile("nonexistent")
+
+
+def test_seeds_2d_limits_the_2d_sweeps_and_is_validated():
+    from xinterp_utils.sweeps import plan_sweeps
+
+    cfg = load_profile("repro")
+    assert cfg.seeds == [1, 2, 3] and cfg.seeds_2d == [1]
+    two_d = plan_sweeps(cfg, two_d=True)
+    one_d = plan_sweeps(cfg, two_d=False)
+    assert {s.seed for s in two_d} == {1} and {(s.source, s.target) for s in two_d} == {
+        ("en", "de")}
+    assert len(two_d) == 3 and len(one_d) == 3 * 3 * 3  # tasks; tasks × pairs × seeds
+    assert len(load_profile("repro", ["seeds_2d=all"]).seeds_2d_list()) == 3
+    with pytest.raises(ValueError, match="seeds_2d"):
+        load_profile("repro", ["seeds_2d=[4]"])

@@ -50,6 +50,7 @@ class Profile:
     alphas_1d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_1D))
     alphas_2d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_2D))
     pairs_2d: list[str] | str = "all"
+    seeds_2d: list[int] | str = "all"  # the 2D grid is the costliest sweep; a subset of seeds
     scope: str = "all"
     executor: str = "inline"
     # submitit Slurm resources (jobs.SlurmOptions fields), e.g. {partition: gpu, mem_gb: 64}
@@ -84,6 +85,10 @@ class Profile:
             unknown = set(self.pairs_2d) - set(self.pairs)
             if unknown:
                 bad("pairs_2d", f"{sorted(unknown)} are not in pairs")
+        if self.seeds_2d != "all" and (
+            not isinstance(self.seeds_2d, list) or set(self.seeds_2d) - set(self.seeds)
+        ):
+            bad("seeds_2d", "must be 'all' or a list of seeds from `seeds`")
         for name in ("epochs", "batch_size", "max_length"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")
@@ -120,6 +125,10 @@ class Profile:
             return self.pair_tuples()
         return [tuple(p.split("-")) for p in self.pairs_2d]
 
+    def seeds_2d_list(self) -> list[int]:
+        """Return the seeds that get a 2D sweep."""
+        return list(self.seeds) if self.seeds_2d == "all" else list(self.seeds_2d)
+
     def train_hparams(self) -> dict:
         """Return the TrainConfig keyword arguments this profile sets."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -155,7 +164,7 @@ def parse_override(text: str) -> tuple[str, object]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: value is not valid YAML ({err})") from None
-    if key in ("pairs", "encoders", "tasks", "seeds", "pairs_2d") and not isinstance(
+    if key in ("pairs", "encoders", "tasks", "seeds", "pairs_2d", "seeds_2d") and not isinstance(
         parsed, list
     ) and parsed != "all":
         parsed = [parsed]

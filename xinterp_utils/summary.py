@@ -59,3 +59,33 @@ def variance_summary(df: pd.DataFrame) -> pd.DataFrame:
                             values="mean", dropna=False)
     table.columns = [f"var_at_{a:g}" for a in table.columns]
     return table.reset_index()
+
+
+def surface_slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (encoder, task, pair, eval_role), the steepness of the normalised 2D
+    surface (Eq. 3): the gradient magnitude |∇score| (fraction of the bilingual score per
+    unit α, seeds averaged, finite differences on the grid) at the zero-shot end-point
+    (α1, α2) = (1, 0), at the bilingual one (0, 0), and its median over the grid points
+    inside [0, 1]², for comparison."""
+    from .plots import grid_2d
+
+    rows = analysis.normalise(df[df["plane"] == "2d"])
+    out = []
+    keys = ["encoder", "task", "source", "target", "eval_role"]
+    for (encoder, task, source, target, role), g in rows.groupby(keys):
+        a1, a2, z = grid_2d(g)
+        if len(a1) < 2 or len(a2) < 2:
+            continue
+        d_a2, d_a1 = np.gradient(z, a2, a1)  # z[j, i] with α2 along axis 0
+        magnitude = np.hypot(d_a1, d_a2)
+
+        def at(x, y, magnitude=magnitude, a1=a1, a2=a2):
+            hits_x, hits_y = np.isclose(a1, x).nonzero()[0], np.isclose(a2, y).nonzero()[0]
+            return magnitude[hits_y[0], hits_x[0]] if len(hits_x) and len(hits_y) else np.nan
+
+        inside = magnitude[np.ix_((a2 >= 0) & (a2 <= 1), (a1 >= 0) & (a1 <= 1))]
+        out.append({"encoder": encoder, "task": task, "pair": f"{source}-{target}",
+                    "eval_role": role, "slope_zero_shot": at(1.0, 0.0),
+                    "slope_bilingual": at(0.0, 0.0),
+                    "slope_median_0_1": float(np.nanmedian(inside)) if inside.size else np.nan})
+    return pd.DataFrame(out)

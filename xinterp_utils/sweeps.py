@@ -223,14 +223,15 @@ def sweep_files(results_root: str | Path) -> list[Path]:
 
 def plan_sweeps(profile, *, two_d: bool) -> list[SweepSpec]:
     """Return the profile's 1D sweeps (Eq. 1 and 2, every pair) or its 2D sweeps
-    (Eq. 3, the profile's `pairs_2d`), one per (encoder, task, pair, seed)."""
+    (Eq. 3, the profile's `pairs_2d` and `seeds_2d`), one per (encoder, task, pair, seed)."""
     pairs = profile.pairs_2d_tuples() if two_d else profile.pair_tuples()
+    seeds = profile.seeds_2d_list() if two_d else profile.seeds
     hparams = profile.train_hparams()
     specs = []
     for encoder in profile.encoders:
         for task in profile.tasks:
             for source, target in pairs:
-                for seed in profile.seeds:
+                for seed in seeds:
                     specs.append(SweepSpec(
                         encoder, task, source, target, seed, hparams=hparams,
                         planes=("2d",) if two_d else ("eq1", "eq2"),
