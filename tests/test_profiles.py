@@ -77,3 +77,24 @@ def test_seeds_2d_limits_the_2d_sweeps_and_is_validated():
     assert len(load_profile("repro", ["seeds_2d=all"]).seeds_2d_list()) == 3
     with pytest.raises(ValueError, match="seeds_2d"):
         load_profile("repro", ["seeds_2d=[4]"])
+
+
+def test_default_profile_is_demo_without_gpu_or_hub(monkeypatch):
+    import torch
+
+    from xinterp_utils.profiles import default_profile, hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False  # switched off: no network call is made
+    name, reason = default_profile()
+    assert name == "demo"
+    assert ("no GPU" in reason) if not torch.cuda.is_available() else ("hub" in reason)
+
+
+def test_default_profile_command_prints_the_name(capsys, monkeypatch):
+    from xinterp_utils.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["default-profile"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "demo" and "so the demo profile" in err

@@ -1,4 +1,4 @@
-"""Command line: `xinterp prepare|build-encoder|table1|profile` (also `python -m xinterp_utils`)."""
+"""Command line: `xinterp prepare|build-encoder|table1|profile|default-profile` (also `python -m xinterp_utils`)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def _profile(args) -> int:
     return 0
 
 
+def _default_profile(args) -> int:
+    from .profiles import default_profile
+
+    name, reason = default_profile()
+    print(f"no profile given: {reason}, so the {name} profile", file=sys.stderr)
+    print(name)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the sub-command; return the exit status."""
     parser = argparse.ArgumentParser(prog="xinterp", description=__doc__)
@@ -71,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("profile")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(run=_profile)
+
+    p = sub.add_parser("default-profile",
+                       help="print the profile run_all.sh runs when none is given")
+    p.set_defaults(run=_default_profile)
 
     args = parser.parse_args(argv)
     try:

@@ -190,3 +190,32 @@ def load_profile(name: str, overrides: dict | list[str] | None = None, **fields)
             raise ValueError(f"{source}: unknown profile field {key!r}; known: {sorted(known)}")
     data.update(changes)
     return Profile(name=name, **data)
+
+
+def hub_reachable(timeout_s: float = 5.0) -> bool:
+    """Return True when the Hugging Face hub answers within `timeout_s` seconds and the
+    hub is not switched off (HF_HUB_OFFLINE)."""
+    import os
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
+                               timeout=timeout_s)
+    except OSError:  # URLError, timeouts and refused connections are all OSErrors
+        return False
+    return True
+
+
+def default_profile() -> tuple[str, str]:
+    """Return (profile name, reason): `paper` where a GPU and the hub are both available,
+    else `demo`, the one that runs offline on a CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "demo", "no GPU visible"
+    if not hub_reachable():
+        return "demo", "the Hugging Face hub is not reachable (or HF_HUB_OFFLINE is set)"
+    return "paper", f"{torch.cuda.device_count()} GPU(s) and the hub are available"
