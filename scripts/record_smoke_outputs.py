@@ -25,6 +25,7 @@ import pandas as pd
 from xinterp_utils.notebooks import execute_notebook, notebook_paths
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
+from xinterp_utils.sweeps import sweep_files
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 RECORDED = repo_root() / "tests" / "data" / "smoke_recorded.json"
@@ -54,7 +55,7 @@ def copy_checked_outputs(source: Path, executed: Path) -> int:
 def recorded_values(results: Path) -> dict:
     """Return the smoke numbers the papermill test asserts: {section: [row, ...]}."""
     finetune = pd.read_csv(results / "finetune.csv")
-    sweeps = pd.concat(pd.read_csv(p) for p in sorted((results / "sweeps").glob("**/*.csv")))
+    sweeps = pd.concat(pd.read_csv(p) for p in sweep_files(results))
     geometry = pd.read_csv(results / "geometry.csv")
     keys = ["task", "plane", "alpha", "alpha1", "alpha2", "eval_lang"]
     return {

@@ -26,9 +26,6 @@ from xinterp_utils.summary import (
 )
 from xinterp_utils.sweeps import sweep_files
 
-ROLE_OF_LINE = {("eq1", "endpoint language"): "source", ("eq1", "other language"): "target",
-                ("eq2", "endpoint language"): "target", ("eq2", "other language"): "source"}
-
 
 def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
     """Return, per (task, plane, line), the fraction of consecutive α steps in [0, 1] on
@@ -69,15 +66,14 @@ def report(profile) -> str:
     if finetune_path.is_file():
         raw = (pd.read_csv(finetune_path).groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
-    lines_1d = per_task(one_d, one_d_summary).merge(rising_fraction(one_d),
-                                                    on=["task", "plane", "line"])
-    lines_1d["eval_role"] = [ROLE_OF_LINE[p, ln] for p, ln in
-                             zip(lines_1d["plane"], lines_1d["line"], strict=True)]
+    # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
+    role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
+    lines_1d = (per_task(one_d, one_d_summary)
+                .merge(rising_fraction(one_d), on=["task", "plane", "line"])
+                .merge(role_of_line, on=["plane", "line"]))
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
-    variance = per_task(one_d, variance_summary)
-    variance["eval_role"] = [ROLE_OF_LINE[p, ln] for p, ln in
-                             zip(variance["plane"], variance["line"], strict=True)]
+    variance = per_task(one_d, variance_summary).merge(role_of_line, on=["plane", "line"])
     variance = variance[["task", "plane", "eval_role", "var_at_0", "var_at_1"]]
     variance["ratio_0_to_1"] = variance["var_at_0"] / variance["var_at_1"]
     slopes = surface_slopes(rows[rows["plane"] == "2d"]) if (rows["plane"] == "2d").any() \

@@ -198,7 +198,9 @@ def hub_reachable(timeout_s: float = 5.0) -> bool:
     import os
     import urllib.request
 
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+    from .data import hub_offline
+
+    if hub_offline():
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:

@@ -61,6 +61,12 @@ def variance_summary(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _grid_value(z: np.ndarray, a1: np.ndarray, a2: np.ndarray, x: float, y: float) -> float:
+    """Return z[j, i] at (α1, α2) = (x, y), or NaN where the grid lacks that point."""
+    i, j = np.isclose(a1, x).nonzero()[0], np.isclose(a2, y).nonzero()[0]
+    return float(z[j[0], i[0]]) if len(i) and len(j) else np.nan
+
+
 def surface_slopes(df: pd.DataFrame) -> pd.DataFrame:
     """Return, per (encoder, task, pair, eval_role), the steepness of the normalised 2D
     surface (Eq. 3): the gradient magnitude |∇score| (fraction of the bilingual score per
@@ -78,14 +84,10 @@ def surface_slopes(df: pd.DataFrame) -> pd.DataFrame:
             continue
         d_a2, d_a1 = np.gradient(z, a2, a1)  # z[j, i] with α2 along axis 0
         magnitude = np.hypot(d_a1, d_a2)
-
-        def at(x, y, magnitude=magnitude, a1=a1, a2=a2):
-            hits_x, hits_y = np.isclose(a1, x).nonzero()[0], np.isclose(a2, y).nonzero()[0]
-            return magnitude[hits_y[0], hits_x[0]] if len(hits_x) and len(hits_y) else np.nan
-
         inside = magnitude[np.ix_((a2 >= 0) & (a2 <= 1), (a1 >= 0) & (a1 <= 1))]
         out.append({"encoder": encoder, "task": task, "pair": f"{source}-{target}",
-                    "eval_role": role, "slope_zero_shot": at(1.0, 0.0),
-                    "slope_bilingual": at(0.0, 0.0),
+                    "eval_role": role,
+                    "slope_zero_shot": _grid_value(magnitude, a1, a2, 1.0, 0.0),
+                    "slope_bilingual": _grid_value(magnitude, a1, a2, 0.0, 0.0),
                     "slope_median_0_1": float(np.nanmedian(inside)) if inside.size else np.nan})
     return pd.DataFrame(out)
