@@ -328,3 +328,17 @@ def test_hub_records_converted():
     ds = Dataset.from_dict({"premise": ["p"], "hypothesis": ["h"], "label": [0]}, features=bad)
     with pytest.raises(DataFormatError, match="x: unknown XNLI labels"):
         data.xnli_from_hub(ds, "x")
+
+
+@pytest.mark.parametrize(("hf", "tf", "const", "want"), [
+    ("1", "", False, True), ("", "yes", False, True), ("false", "off", False, False),
+    ("", "", True, True), ("", "", False, False)])
+def test_hub_offline_reads_both_flags_and_the_hub_constant(monkeypatch, hf, tf, const, want):
+    from huggingface_hub import constants
+
+    from xinterp_utils.data import hub_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", hf)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", tf)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", const)
+    assert hub_offline() is want

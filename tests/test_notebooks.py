@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from xinterp_utils.notebooks import notebook_paths, run
+from xinterp_utils.sweeps import sweep_files
 
 FIGURES = ["fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
 
@@ -54,7 +55,7 @@ def test_results_tables(smoke_run):
     # Even tiny training shows the paper's gap: bilingual beats zero-shot on the target.
     assert pos[("bi", "target")] > pos[("src", "target")]
 
-    sweeps = pd.concat(pd.read_csv(p) for p in (out / "results").glob("sweeps/**/*.csv"))
+    sweeps = pd.concat(pd.read_csv(p) for p in sweep_files(out / "results"))
     # 4 tasks × (5 α on Eq. 1 and Eq. 2 + a 2 × 2 grid) × 2 dev sets
     assert len(sweeps) == 4 * (5 * 2 + 4) * 2
     assert sweeps.duplicated(["task", "plane", "alpha", "alpha1", "alpha2", "eval_lang"]).sum() == 0
@@ -88,7 +89,7 @@ def test_finetune_scores_match_the_recorded_run(smoke_run):
 def test_sweep_scores_match_the_recorded_run(smoke_run):
     out, _ = smoke_run
     keys = ["task", "plane", "alpha", "alpha1", "alpha2", "eval_lang"]
-    sweeps = pd.concat(pd.read_csv(p) for p in (out / "results").glob("sweeps/**/*.csv"))
+    sweeps = pd.concat(pd.read_csv(p) for p in sweep_files(out / "results"))
     # NaN α (2d rows have no α, 1d rows no α1/α2) must compare equal as keys.
     got = _by(sweeps[[*keys, "score"]].fillna(-99).to_dict("records"), keys)
     want = _by(pd.DataFrame(RECORDED["sweeps"]).fillna(-99).to_dict("records"), keys)

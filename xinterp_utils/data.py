@@ -440,8 +440,13 @@ class OfflineSource(Source):
 
 
 def hub_offline() -> bool:
-    """Return True when `HF_HUB_OFFLINE` asks for no network access."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    """Return True when `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` (1/on/yes/true), or
+    huggingface_hub's own offline constant, asks for no network access."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return bool(constants.HF_HUB_OFFLINE) or any(
+        str(f).strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags if f)
 
 
 def wikiann_from_hub(ds, where: str) -> tuple[TaggedSentence, ...]:

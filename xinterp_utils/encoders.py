@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from . import offline_encoder, paths
+from .data import hub_offline
 
 OFFLINE_NAMES = ("offline", "offline-small")
 
@@ -131,14 +132,6 @@ def _accepts_add_pooling_layer(config) -> bool:
     return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return constants.HF_HUB_OFFLINE or any(
-        str(f).strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags if f)
-
-
 def _unavailable(name: str, why: str) -> EncoderUnavailableError:
     return EncoderUnavailableError(
         f"encoder {name!r} cannot be loaded: {why}. Without the Hugging Face hub, use "
@@ -158,7 +151,7 @@ def _is_cached(repo_id: str) -> bool:
 
 def _check_hub_reachable(name: str, source: str | Path) -> None:
     """Fail fast, before any download attempt, when offline and the model is not cached."""
-    if isinstance(source, str) and _hub_offline() and not _is_cached(source):
+    if isinstance(source, str) and hub_offline() and not _is_cached(source):
         raise _unavailable(name, "the hub is offline (HF_HUB_OFFLINE is set) and the model "
                                  "is not in the local Hugging Face cache")
 
@@ -188,7 +181,7 @@ def _hub_errors(name: str, source: str | Path):
     try:
         yield
     except OSError as err:
-        if isinstance(source, str) and (_hub_offline() or _is_connection_problem(err)):
+        if isinstance(source, str) and (hub_offline() or _is_connection_problem(err)):
             raise _unavailable(name, f"the hub cannot be reached and the local cache lacks "
                                      f"it ({type(err).__name__}: {err})") from err
         raise
@@ -201,7 +194,7 @@ def _hub_commit(repo_id: str) -> str | None:
     with contextlib.suppress(Exception):
         return Path(snapshot_download(repo_id, local_files_only=True,
                                       allow_patterns=["config.json"])).name
-    if _hub_offline():
+    if hub_offline():
         return None
     with contextlib.suppress(Exception):
         from huggingface_hub import model_info
