@@ -40,12 +40,6 @@ def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def per_task(rows: pd.DataFrame, fn) -> pd.DataFrame:
-    """Apply a summary function to each task's rows; return the tables stacked."""
-    return pd.concat([fn(g).assign(task=task) for task, g in rows.groupby("task")],
-                     ignore_index=True)
-
-
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """Return `df` as a GitHub markdown table with floats rounded to `digits`."""
     cols = list(df.columns)
@@ -68,12 +62,12 @@ def report(profile) -> str:
                .agg(["mean", "std"]).reset_index())
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
-    lines_1d = (per_task(one_d, one_d_summary)
+    lines_1d = (one_d_summary(one_d, by=["task"])
                 .merge(rising_fraction(one_d), on=["task", "plane", "line"])
                 .merge(role_of_line, on=["plane", "line"]))
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
-    variance = per_task(one_d, variance_summary).merge(role_of_line, on=["plane", "line"])
+    variance = variance_summary(one_d, by=["task"]).merge(role_of_line, on=["plane", "line"])
     variance = variance[["task", "plane", "eval_role", "var_at_0", "var_at_1"]]
     variance["ratio_0_to_1"] = variance["var_at_0"] / variance["var_at_1"]
     slopes = surface_slopes(rows[rows["plane"] == "2d"]) if (rows["plane"] == "2d").any() \

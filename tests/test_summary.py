@@ -1,4 +1,5 @@
-"""summary.surface_slopes: finite-difference steepness of the 2D surface of Eq. 3."""
+"""summary: the 1D summary (Eq. 1/2 curves), the seed variance at the end-points, and
+surface_slopes (finite-difference steepness of the 2D surface of Eq. 3)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from xinterp_utils import analysis
-from xinterp_utils.summary import surface_slopes
+from xinterp_utils.summary import one_d_summary, surface_slopes, variance_summary
 
 GRID = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
@@ -48,3 +49,64 @@ def test_steep_target_at_zero_shot_and_flat_source():
     assert out.loc["target", "slope_bilingual"] == pytest.approx(0.0, abs=1e-12)
     assert out.loc["source", "slope_zero_shot"] == pytest.approx(0.0, abs=1e-12)
     assert out.loc["target", "pair"] == "en-de"
+
+
+ALPHAS = (-0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+def line_rows(curve_of, seeds=(1, 2)) -> pd.DataFrame:
+    """Eq. 1 rows whose normalised score is curve_of(task, role, seed, α); each seed's
+    bilingual score is 0.5 * seed, which normalising must undo."""
+    rows = []
+    base = {"encoder": "enc", "source": "en", "target": "de", "scope": "all",
+            "metric": "acc", "n_examples": 50, "ckpt_src": "s", "ckpt_tgt": "t",
+            "ckpt_bi": "b", "sweep_id": "w", "plane": "eq1", "alpha1": np.nan,
+            "alpha2": np.nan}
+    for task in ("ner", "pos"):
+        for seed in seeds:
+            for role, lang in (("source", "en"), ("target", "de")):
+                for a in ALPHAS:
+                    score = 0.5 * seed * curve_of(task, role, seed, a)
+                    rows.append(dict(base, task=task, seed=seed, eval_lang=lang,
+                                     eval_role=role, alpha=a, score=score))
+    return pd.DataFrame(rows)[list(analysis.RESULT_COLUMNS)]
+
+
+def test_one_d_summary_reads_end_points_midpoint_and_gap_per_task():
+    # source flat at 0.9 then 1 at α = 1 for ner; target a parabola below the chord.
+    def curve(task, role, seed, a):
+        if a == 1.0:
+            return 1.0
+        if role == "source":
+            return 0.9 if task == "ner" else 0.98
+        return 0.4 + 0.6 * a - (0.2 if task == "ner" else 0.0) * a * (1 - a) * 4
+
+    out = one_d_summary(line_rows(curve), by=["task"]).set_index(["task", "line"])
+    ner_tgt = out.loc[("ner", "other language")]
+    assert ner_tgt["at_0"] == pytest.approx(0.4)
+    assert ner_tgt["at_0.5"] == pytest.approx(0.7 - 0.2)
+    assert ner_tgt["max_gap_to_line"] == pytest.approx(0.2)  # the parabola's depth at 0.5
+    assert ner_tgt["n_alpha"] == 5  # α outside [0, 1] is not summarised
+    assert out.loc[("pos", "other language"), "max_gap_to_line"] == pytest.approx(0.0)
+    assert out.loc[("ner", "endpoint language"), "min_0_1"] == pytest.approx(0.9)
+    # without `by`, tasks are averaged
+    pooled = one_d_summary(line_rows(curve)).set_index("line")
+    assert pooled.loc["endpoint language", "at_0"] == pytest.approx((0.9 + 0.98) / 2)
+
+
+def test_variance_summary_is_the_seed_variance_of_normalised_scores():
+    # seed 1 and seed 2 differ by ±d at α = 0 on the target, agree at α = 1
+    def curve(task, role, seed, a):
+        d = {"ner": 0.1, "pos": 0.05}[task] if role == "target" and a == 0.0 else 0.0
+        return (0.5 if a < 1 else 1.0) + (d if seed == 1 else -d)
+
+    out = variance_summary(line_rows(curve), by=["task"]).set_index(["task", "line"])
+    # sample variance (ddof=1) of {x + d, x − d} is 2 d²
+    assert out.loc[("ner", "other language"), "var_at_0"] == pytest.approx(2 * 0.1**2)
+    assert out.loc[("pos", "other language"), "var_at_0"] == pytest.approx(2 * 0.05**2)
+    assert out.loc[("ner", "other language"), "var_at_1"] == pytest.approx(0.0, abs=1e-15)
+    assert out.loc[("ner", "endpoint language"), "var_at_0"] == pytest.approx(0.0, abs=1e-15)
+    pooled = variance_summary(line_rows(curve)).set_index("line")
+    assert pooled.loc["other language", "var_at_0"] == pytest.approx((0.02 + 0.005) / 2)
+    single = variance_summary(line_rows(curve, seeds=(1,)))
+    assert single["var_at_0"].isna().all()

@@ -6,6 +6,8 @@ DataFrame; scores are normalised by the bilingual model of the same seed and dev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -26,22 +28,23 @@ def select_profile_rows(df: pd.DataFrame, profile, planes=("eq1", "eq2", "2d")) 
     return df[keep].reset_index(drop=True)
 
 
-def one_d_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Return, per (encoder, plane, line), the normalised score averaged over pairs, tasks
-    and seeds at the monolingual end-point (α = 0) and at α = 0.5, its minimum over
-    α ∈ [0, 1], and the largest gap between the curve and the straight line from α = 0 to
-    α = 1 (0 for a perfectly linear rise), all as fractions of the bilingual score."""
+def one_d_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Return, per (`by`…, encoder, plane, line), the normalised score averaged over the
+    rest (pairs, tasks, seeds) at the monolingual end-point (α = 0) and at α = 0.5, its
+    minimum over α ∈ [0, 1], and the largest gap between the curve and the straight line
+    from α = 0 to α = 1 (0 for a perfectly linear rise), all as fractions of the bilingual
+    score. `by` adds grouping columns, e.g. ("task",) for one line per task."""
+    keys = [*by, "encoder", "plane", "line"]
     rows = analysis.add_views(df[df["plane"].isin(["eq1", "eq2"])])
-    curve = (rows.groupby(["encoder", "plane", "line", "alpha"])["norm_score"].mean()
-             .reset_index())
+    curve = rows.groupby([*keys, "alpha"])["norm_score"].mean().reset_index()
     out = []
-    for (encoder, plane, line), g in curve.groupby(["encoder", "plane", "line"]):
+    for key, g in curve.groupby(keys):
         inside = g[(g["alpha"] >= 0) & (g["alpha"] <= 1)].sort_values("alpha")
         at = dict(zip(inside["alpha"].round(6), inside["norm_score"], strict=True))
         start, end = at.get(0.0, np.nan), at.get(1.0, np.nan)
         straight = start + (end - start) * inside["alpha"]
         out.append({
-            "encoder": encoder, "plane": plane, "line": line,
+            **dict(zip(keys, key, strict=True)),
             "at_0": start, "at_0.5": at.get(0.5, np.nan), "min_0_1": inside["norm_score"].min(),
             "max_gap_to_line": float((inside["norm_score"] - straight).abs().max()),
             "n_alpha": len(inside),
@@ -49,13 +52,15 @@ def one_d_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def variance_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Return the normalised variance across seeds (mean over pairs and tasks) at the
-    monolingual end-point (α = 0) and at the bilingual one (α = 1), per (encoder, plane,
-    line); NaN where there is a single seed."""
-    agg = analysis.normalised_variance(df[df["plane"].isin(["eq1", "eq2"])])
+def variance_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Return the normalised variance across seeds (mean over the rest: pairs, tasks) at
+    the monolingual end-point (α = 0) and at the bilingual one (α = 1), per (`by`…,
+    encoder, plane, line); NaN where there is a single seed. Unitless."""
+    keys = [*by, "encoder", "plane", "line"]
+    agg = analysis.normalised_variance(df[df["plane"].isin(["eq1", "eq2"])],
+                                       by=[*by, "encoder", "scope", "plane", "line"])
     agg = agg[agg["alpha"].round(6).isin([0.0, 1.0])]
-    table = agg.pivot_table(index=["encoder", "plane", "line"], columns="alpha",
+    table = agg.pivot_table(index=keys, columns="alpha",
                             values="mean", dropna=False)
     table.columns = [f"var_at_{a:g}" for a in table.columns]
     return table.reset_index()
