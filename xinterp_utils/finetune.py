@@ -24,12 +24,16 @@ FINETUNE_COLUMNS = [
 ]
 
 
-def pair_grid(profile: Profile):
-    """Yield (encoder, task, source, target, seed) for every cell of the profile's grid."""
+def pair_grid(profile: Profile, *, pairs=None, seeds=None):
+    """Yield (encoder, task, source, target, seed) for every cell of the profile's grid;
+    `pairs` ((source, target) tuples) and `seeds` replace the profile's own (the 2D
+    sweeps use `pairs_2d` and `seeds_2d`)."""
+    pairs = profile.pair_tuples() if pairs is None else pairs
+    seeds = profile.seeds if seeds is None else seeds
     for encoder in profile.encoders:
         for task in profile.tasks:
-            for source, target in profile.pair_tuples():
-                for seed in profile.seeds:
+            for source, target in pairs:
+                for seed in seeds:
                     yield encoder, task, source, target, seed
 
 

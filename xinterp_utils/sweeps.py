@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .encoders import load_tokenizer
 from .evaluate import evaluate
 from .features import batches
+from .finetune import pair_grid
 from .interpolate import IncompatibleEndpoints, InterpolationPlane, plane_coordinates
 from .model import build_task_model
 from .train import MODEL_NAME, TrainConfig, default_device, load_features, pair_configs, read_record
@@ -224,22 +225,15 @@ def sweep_files(results_root: str | Path) -> list[Path]:
 def plan_sweeps(profile, *, two_d: bool) -> list[SweepSpec]:
     """Return the profile's 1D sweeps (Eq. 1 and 2, every pair) or its 2D sweeps
     (Eq. 3, the profile's `pairs_2d` and `seeds_2d`), one per (encoder, task, pair, seed)."""
-    pairs = profile.pairs_2d_tuples() if two_d else profile.pair_tuples()
-    seeds = profile.seeds_2d_list() if two_d else profile.seeds
+    grid = (pair_grid(profile, pairs=profile.pairs_2d_tuples(), seeds=profile.seeds_2d_list())
+            if two_d else pair_grid(profile))
     hparams = profile.train_hparams()
-    specs = []
-    for encoder in profile.encoders:
-        for task in profile.tasks:
-            for source, target in pairs:
-                for seed in seeds:
-                    specs.append(SweepSpec(
-                        encoder, task, source, target, seed, hparams=hparams,
-                        planes=("2d",) if two_d else ("eq1", "eq2"),
-                        alphas_1d=tuple(profile.alphas_1d),
-                        alphas_2d=tuple(profile.alphas_2d) if two_d else (),
-                        scope=profile.scope, max_dev_examples=profile.max_dev_examples,
-                    ))
-    return specs
+    return [SweepSpec(encoder, task, source, target, seed, hparams=hparams,
+                      planes=("2d",) if two_d else ("eq1", "eq2"),
+                      alphas_1d=tuple(profile.alphas_1d),
+                      alphas_2d=tuple(profile.alphas_2d) if two_d else (),
+                      scope=profile.scope, max_dev_examples=profile.max_dev_examples)
+            for encoder, task, source, target, seed in grid]
 
 
 def run_sweeps(specs, checkpoint_root, results_root, *, executor: str = "inline",
