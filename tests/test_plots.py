@@ -76,6 +76,17 @@ def test_fig2_panels_lines_and_files(results, tmp_path):
     _assert_written(tmp_path, 2)
 
 
+def test_same_results_give_byte_identical_files(results, tmp_path):
+    # a PDF creation date would make every rerun a change to commit
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        out.mkdir()
+        plots.fig2_aggregate_1d(results, out_dir=out)
+    for name in ("fig2.pdf", "fig2.png"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert b"CreationDate" not in (first / "fig2.pdf").read_bytes()
+
+
 def test_fig_by_task_plots_only_that_task(results, tmp_path):
     fig = plots.fig_by_task(results, "ner", out_dir=tmp_path)
     assert plots.TASK_FIGURE["ner"] == 7

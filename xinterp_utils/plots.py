@@ -39,11 +39,14 @@ _X_LABEL_1D = "α (0 = monolingual end-point, 1 = bilingual)"
 
 def save_figure(fig: Figure, out_dir: str | os.PathLike, fig_number: int) -> list[Path]:
     """Write `fig` as `fig<N>.pdf` and `fig<N>.png` in `out_dir` (atomically); return the paths."""
+    # No creation date in the PDF: the same results must give byte-identical figures, so a
+    # rerun that changed nothing leaves nothing to commit.
+    metadata = {"pdf": {"CreationDate": None}, "png": None}
     written = []
     for fmt in ("pdf", "png"):
         path = Path(out_dir) / f"fig{fig_number}.{fmt}"
         with atomic_write(path, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=150)
+            fig.savefig(handle, format=fmt, dpi=150, metadata=metadata[fmt])
         written.append(path)
     return written
 
