@@ -13,7 +13,6 @@ import pandas as pd
 
 from .jobs import run_jobs
 from .labels import TASK_METRIC
-from .paths import atomic_write
 from .profiles import Profile
 from .train import TrainConfig, ensure_dev_scores, pair_configs, train
 
@@ -22,6 +21,8 @@ FINETUNE_COLUMNS = [
     "encoder", "task", "source", "target", "seed", "model", "train_langs", "eval_lang",
     "eval_role", "metric", "score", "n_examples", "run_id", "checkpoint",
 ]
+# What identifies a row of finetune.csv (a later run of the same cell replaces it).
+FINETUNE_KEY = ["encoder", "task", "source", "target", "seed", "model", "eval_lang"]
 
 
 def pair_grid(profile: Profile, *, pairs=None, seeds=None):
@@ -37,31 +38,37 @@ def pair_grid(profile: Profile, *, pairs=None, seeds=None):
                     yield encoder, task, source, target, seed
 
 
-def plan_runs(profile: Profile) -> list[TrainConfig]:
-    """Return the distinct fine-tuning runs the profile needs, in a stable order."""
+def plan_runs(profile: Profile, skip=frozenset()) -> list[TrainConfig]:
+    """Return the distinct fine-tuning runs the profile needs, in a stable order; cells
+    in `skip` ((encoder, task, source, target, seed) tuples whose results are all
+    there, `resume.complete_cells`) need none."""
     runs: dict[str, TrainConfig] = {}
-    for encoder, task, source, target, seed in pair_grid(profile):
-        for config in pair_configs(encoder, task, source, target, seed,
-                                   **profile.train_hparams()).values():
+    for cell in pair_grid(profile):
+        if cell in skip:
+            continue
+        for config in pair_configs(*cell, **profile.train_hparams()).values():
             runs.setdefault(config.run_hash(), config)
     return list(runs.values())
 
 
 def run_finetuning(
-    profile: Profile, checkpoint_root: str | Path, *, executor: str | None = None,
-    device: str | None = None, progress: bool = True, **executor_options,
+    profile: Profile, checkpoint_root: str | Path, *, skip=frozenset(),
+    executor: str | None = None, device: str | None = None, progress: bool = True,
+    **executor_options,
 ) -> list[dict]:
-    """Train (or skip, if finished) every planned run; return their records in plan order."""
+    """Train (or skip, if finished) every planned run (`plan_runs(profile, skip)`); return
+    their records in plan order."""
     jobs = [{"config": config, "checkpoint_root": str(checkpoint_root), "device": device,
-             "progress": progress} for config in plan_runs(profile)]
+             "progress": progress} for config in plan_runs(profile, skip)]
     options = {**profile.executor_options(), **executor_options}
     return run_jobs(train, jobs, executor=executor or profile.executor,
                     folder=Path(checkpoint_root) / "submitit", progress=progress, **options)
 
 
 def finetune_table(profile: Profile, checkpoint_root: str | Path,
-                   device: str | None = None) -> pd.DataFrame:
-    """Return the tidy dev-score table: each pair's three models on source and target.
+                   device: str | None = None, skip=frozenset()) -> pd.DataFrame:
+    """Return the tidy dev-score table: each pair's three models on source and target,
+    for every cell of the profile's grid but those in `skip`.
 
     Scores are fractions in [0, 1] with the task's metric (`labels.TASK_METRIC`); the
     source-only model's row on the target language is the zero-shot number. Missing dev
@@ -69,6 +76,8 @@ def finetune_table(profile: Profile, checkpoint_root: str | Path,
     """
     rows = []
     for encoder, task, source, target, seed in pair_grid(profile):
+        if (encoder, task, source, target, seed) in skip:
+            continue
         configs = pair_configs(encoder, task, source, target, seed, **profile.train_hparams())
         for role in MODEL_ROLES:
             config = configs[role]
@@ -85,11 +94,3 @@ def finetune_table(profile: Profile, checkpoint_root: str | Path,
                     "checkpoint": str(config.run_dir(".")),
                 })
     return pd.DataFrame(rows, columns=FINETUNE_COLUMNS)
-
-
-def write_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write `table` as CSV atomically; return the path."""
-    path = Path(path)
-    with atomic_write(path, "w") as handle:
-        table.to_csv(handle, index=False, float_format="%.6f")
-    return path

@@ -99,18 +99,20 @@ def _row_key(row: dict) -> tuple:
             row["eval_lang"])
 
 
-def read_done(path: Path, sweep_id: str) -> set[tuple]:
+def read_done(path: Path, sweep_id: str, *, repair: bool = True) -> set[tuple]:
     """Return the keys of rows of `sweep_id` already in `path`.
 
-    A trailing partial line (a write cut by a kill) is dropped from the file first.
+    A trailing partial line (a write cut by a kill) is ignored, and with `repair` also
+    dropped from the file.
     """
     if not path.is_file():
         return set()
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        with open(path, "r+b") as handle:
-            handle.truncate(cut)
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(cut)
         data = data[:cut]
     reader = csv.DictReader(io.StringIO(data.decode()))
     if reader.fieldnames and reader.fieldnames != RESULT_COLUMNS:
@@ -152,6 +154,22 @@ def load_endpoints(spec: SweepSpec, checkpoint_root: str | Path) -> tuple[dict, 
     return states, records
 
 
+def pending_points(spec: SweepSpec, done: set[tuple]) -> list[tuple]:
+    """Return the points of `spec` (as in `SweepSpec.points`) that lack a row in `done`
+    (`read_done`) on the source or the target dev set."""
+    return [p for p in spec.points()
+            if any(_row_key({"plane": p[0], "alpha": p[1], "alpha1": p[2], "alpha2": p[3],
+                             "eval_lang": lang}) not in done
+                   for lang in (spec.source, spec.target))]
+
+
+def sweep_complete(spec: SweepSpec, results_root: str | Path) -> bool:
+    """Return True when every point of `spec` has its rows in the sweep's CSV (read only;
+    the file is not touched)."""
+    done = read_done(spec.result_path(results_root), spec.sweep_id(), repair=False)
+    return not pending_points(spec, done)
+
+
 def run_sweep(
     spec: SweepSpec, checkpoint_root: str | Path, results_root: str | Path, *,
     device: str | None = None, progress: bool = True,
@@ -162,9 +180,7 @@ def run_sweep(
     sweep_id = spec.sweep_id()
     done = read_done(path, sweep_id)
     langs = {"source": spec.source, "target": spec.target}
-    todo = [p for p in spec.points()
-            if any(_row_key({"plane": p[0], "alpha": p[1], "alpha1": p[2], "alpha2": p[3],
-                             "eval_lang": lang}) not in done for lang in langs.values())]
+    todo = pending_points(spec, done)
     if not todo:
         return path
     states, records = load_endpoints(spec, checkpoint_root)
@@ -270,11 +286,18 @@ def geometry_row(spec: SweepSpec, checkpoint_root: str | Path) -> dict:
             **{f"ckpt_{role}": records[role]["run_id"] for role in ("src", "tgt", "bi")}}
 
 
-def geometry_table(specs, checkpoint_root: str | Path) -> pd.DataFrame:
-    """Return one geometry row per distinct (encoder, task, pair, seed, scope) in `specs`."""
+# What identifies a row of geometry.csv (a later run of the same sweep replaces it).
+GEOMETRY_KEY = ["encoder", "task", "source", "target", "seed", "scope"]
+
+
+def geometry_table(specs, checkpoint_root: str | Path, skip=frozenset()) -> pd.DataFrame:
+    """Return one geometry row per distinct (encoder, task, pair, seed, scope) in `specs`,
+    leaving out the specs whose (encoder, task, source, target, seed) is in `skip`."""
     seen, rows = set(), []
     for spec in specs:
         key = (spec.encoder, spec.task, spec.source, spec.target, spec.seed, spec.scope)
+        if key[:5] in skip:
+            continue
         if key not in seen:
             seen.add(key)
             rows.append(geometry_row(spec, checkpoint_root))
