@@ -2,7 +2,8 @@
 
 Usage: python scripts/reproduction_report.py [PROFILE] [key=value ...]   (default: repro)
 
-Reads the profile's `results/` (sweeps, finetune.csv, geometry.csv) and writes
+Reads the profile's rows of its `results/` (sweeps, finetune.csv, geometry.csv: only
+the profile's encoders, tasks, pairs and seeds) and writes
 `<results>/claims.md`: one table per claim, per task, averaged over pairs and seeds
 unless a column says otherwise. Scores are normalised by the bilingual model of the same
 seed and dev set (1.00 = θ_bi), as in the paper's figures.
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from xinterp_utils.analysis import add_views, load_results
+from xinterp_utils.finetune import FINETUNE_COLUMNS
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
 from xinterp_utils.summary import (
@@ -24,7 +26,8 @@ from xinterp_utils.summary import (
     surface_slopes,
     variance_summary,
 )
-from xinterp_utils.sweeps import sweep_files
+from xinterp_utils.sweeps import GEOMETRY_COLUMNS, sweep_files
+from xinterp_utils.tables import profile_cells, read_table
 
 
 def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
@@ -38,6 +41,17 @@ def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"task": task, "plane": plane, "line": line,
                     "rising_steps": float(np.mean(steps >= -1e-12))})
     return pd.DataFrame(out)
+
+
+def seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (task, model, eval_role), the standard deviation across seeds of the
+    raw dev score (fraction) within each pair, averaged over pairs, with the mean score
+    and their ratio (coefficient of variation); NaN where a pair has a single seed."""
+    keys = ["task", "model", "eval_role"]
+    per_pair = (finetune.groupby([*keys, "source", "target"])["score"]
+                .agg(["mean", "std"]).reset_index())
+    out = per_pair.groupby(keys)[["mean", "std"]].mean().reset_index()
+    return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
 
 
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
@@ -57,9 +71,12 @@ def report(profile) -> str:
     one_d = rows[rows["plane"].isin(["eq1", "eq2"])]
     finetune_path, geometry_path = results / "finetune.csv", results / "geometry.csv"
     raw = pd.DataFrame({"note": [f"{finetune_path.name} not written yet (notebook 01)"]})
+    spread = raw
     if finetune_path.is_file():
-        raw = (pd.read_csv(finetune_path).groupby(["task", "model", "eval_role"])["score"]
+        finetune = profile_cells(read_table(finetune_path, FINETUNE_COLUMNS), profile)
+        raw = (finetune.groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
+        spread = seed_spread(finetune)
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
     lines_1d = (one_d_summary(one_d, by=["task"])
@@ -74,7 +91,8 @@ def report(profile) -> str:
         else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})
     if geometry_path.is_file():
-        geo = (pd.read_csv(geometry_path).groupby("task")
+        geo = (profile_cells(read_table(geometry_path, GEOMETRY_COLUMNS), profile)
+               .groupby("task")
                [["norm_src", "norm_tgt", "ratio", "angle_deg"]].agg(["mean", "std"]))
         geo.columns = [f"{a}_{b}" for a, b in geo.columns]
         geo = geo.reset_index()
@@ -98,6 +116,9 @@ def report(profile) -> str:
         "mean curve does not fall."), "", markdown(lines_1d), "",
         "## Variance across seeds of the normalised score (Fig. 5)", "",
         markdown(variance, digits=5), "",
+        ("Raw dev scores of the fine-tuned models: standard deviation across seeds within "
+         "a pair, averaged over pairs; `cv` = seed_std / mean."), "",
+        markdown(spread, digits=4), "",
         "## Geometry (App. B): ‖δ_src‖, ‖δ_tgt‖, ratio and angle (degrees)", "",
         markdown(geo), "",
     ]
