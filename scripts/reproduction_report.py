@@ -21,6 +21,7 @@ from xinterp_utils.finetune import FINETUNE_COLUMNS
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
 from xinterp_utils.summary import (
+    finetune_seed_spread,
     one_d_summary,
     select_profile_rows,
     surface_slopes,
@@ -41,17 +42,6 @@ def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"task": task, "plane": plane, "line": line,
                     "rising_steps": float(np.mean(steps >= -1e-12))})
     return pd.DataFrame(out)
-
-
-def seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
-    """Return, per (task, model, eval_role), the standard deviation across seeds of the
-    raw dev score (fraction) within each pair, averaged over pairs, with the mean score
-    and their ratio (coefficient of variation); NaN where a pair has a single seed."""
-    keys = ["task", "model", "eval_role"]
-    per_pair = (finetune.groupby([*keys, "source", "target"])["score"]
-                .agg(["mean", "std"]).reset_index())
-    out = per_pair.groupby(keys)[["mean", "std"]].mean().reset_index()
-    return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
 
 
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
@@ -76,7 +66,7 @@ def report(profile) -> str:
         finetune = profile_cells(read_table(finetune_path, FINETUNE_COLUMNS), profile)
         raw = (finetune.groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
-        spread = seed_spread(finetune)
+        spread = finetune_seed_spread(finetune)
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
     lines_1d = (one_d_summary(one_d, by=["task"])
@@ -85,8 +75,14 @@ def report(profile) -> str:
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
     variance = variance_summary(one_d, by=["task"]).merge(role_of_line, on=["plane", "line"])
-    variance = variance[["task", "plane", "eval_role", "var_at_0", "var_at_1"]]
-    variance["ratio_0_to_1"] = variance["var_at_0"] / variance["var_at_1"]
+    # At α = 1 every seed's normalised score is 1 by construction, so the comparison that
+    # means something is between the two dev sets at the monolingual end (α = 0).
+    variance = (variance.pivot_table(index=["task", "plane"], columns="eval_role",
+                                     values="var_at_0")
+                .rename(columns={"source": "var_source_at_0", "target": "var_target_at_0"})
+                .reset_index())
+    variance.columns.name = None
+    variance["target_over_source"] = variance["var_target_at_0"] / variance["var_source_at_0"]
     slopes = surface_slopes(rows[rows["plane"] == "2d"]) if (rows["plane"] == "2d").any() \
         else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})
@@ -115,6 +111,8 @@ def report(profile) -> str:
         "from α = 0 to α = 1; `rising_steps`: fraction of α steps in [0, 1] on which the "
         "mean curve does not fall."), "", markdown(lines_1d), "",
         "## Variance across seeds of the normalised score (Fig. 5)", "",
+        ("At α = 0 of each line (Eq. 1: θ_src, so the target column is the zero-shot "
+         "model; Eq. 2: θ_tgt), on the source and on the target dev set."), "",
         markdown(variance, digits=5), "",
         ("Raw dev scores of the fine-tuned models: standard deviation across seeds within "
          "a pair, averaged over pairs; `cv` = seed_std / mean."), "",

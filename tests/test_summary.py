@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from xinterp_utils import analysis
-from xinterp_utils.summary import one_d_summary, surface_slopes, variance_summary
+from xinterp_utils.summary import (
+    finetune_seed_spread,
+    one_d_summary,
+    surface_slopes,
+    variance_summary,
+)
 
 GRID = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
@@ -110,3 +115,22 @@ def test_variance_summary_is_the_seed_variance_of_normalised_scores():
     assert pooled.loc["other language", "var_at_0"] == pytest.approx((0.02 + 0.005) / 2)
     single = variance_summary(line_rows(curve, seeds=(1,)))
     assert single["var_at_0"].isna().all()
+
+
+def test_finetune_seed_spread_is_the_within_pair_std_averaged_over_pairs():
+    rows = []
+    # en-de: zero-shot scores 0.2, 0.4 (std √0.02); en-ru: 0.5, 0.5 (std 0); source 0.8 flat.
+    for target, zero_shot in (("de", (0.2, 0.4)), ("ru", (0.5, 0.5))):
+        for seed, score in zip((1, 2), zero_shot, strict=True):
+            rows.append({"task": "ner", "source": "en", "target": target, "seed": seed,
+                         "model": "src", "eval_role": "target", "score": score})
+            rows.append({"task": "ner", "source": "en", "target": target, "seed": seed,
+                         "model": "src", "eval_role": "source", "score": 0.8})
+    out = finetune_seed_spread(pd.DataFrame(rows)).set_index(["model", "eval_role"])
+    # pooling the pairs instead would give the std of {0.2, 0.4, 0.5, 0.5}, not this
+    assert out.loc[("src", "target"), "seed_std"] == pytest.approx(np.sqrt(0.02) / 2)
+    assert out.loc[("src", "target"), "mean"] == pytest.approx(0.4)
+    assert out.loc[("src", "target"), "cv"] == pytest.approx(np.sqrt(0.02) / 2 / 0.4)
+    assert out.loc[("src", "source"), "seed_std"] == pytest.approx(0.0)
+    one_seed = finetune_seed_spread(pd.DataFrame(rows).query("seed == 1"))
+    assert one_seed["seed_std"].isna().all()

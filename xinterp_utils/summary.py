@@ -96,3 +96,15 @@ def surface_slopes(df: pd.DataFrame) -> pd.DataFrame:
                     "slope_bilingual": _grid_value(magnitude, a1, a2, 0.0, 0.0),
                     "slope_median_0_1": float(np.nanmedian(inside)) if inside.size else np.nan})
     return pd.DataFrame(out)
+
+
+def finetune_seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (task, model, eval_role) of `finetune.csv` rows, the standard deviation
+    across seeds of the raw dev score within each (source, target) pair, averaged over the
+    pairs (`seed_std`, a fraction like the scores), with the mean score (`mean`) and their
+    ratio (`cv`, unitless); `seed_std` is NaN where pairs have a single seed."""
+    keys = ["task", "model", "eval_role"]
+    per_pair = (finetune.groupby([*keys, "source", "target"])["score"]
+                .agg(["mean", "std"]).reset_index())
+    out = per_pair.groupby(keys)[["mean", "std"]].mean().reset_index()
+    return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
