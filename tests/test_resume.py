@@ -16,6 +16,7 @@ from xinterp_utils.finetune import (
 from xinterp_utils.profiles import Profile
 from xinterp_utils.resume import complete_cells
 from xinterp_utils.sweeps import (
+    GEOMETRY_COLUMNS,
     GEOMETRY_KEY,
     geometry_table,
     plan_sweeps,
@@ -147,8 +148,7 @@ def test_a_rerun_without_checkpoints_skips_complete_cells(finished_results, tmp_
 
 
 def test_profile_cells_keeps_the_profiles_rows_only(finished_results):
-    geometry = read_table(finished_results / "geometry.csv",
-                          list(pd.read_csv(finished_results / "geometry.csv").columns))
+    geometry = read_table(finished_results / "geometry.csv", GEOMETRY_COLUMNS)
     extra = geometry.assign(seed=4)
     both = pd.concat([geometry, extra, geometry.assign(scope="head")], ignore_index=True)
     kept = profile_cells(both, _tiny_profile())
