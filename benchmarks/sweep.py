@@ -1,14 +1,20 @@
-"""Cost per point of a 1D interpolation sweep: naive, ours (`run_sweep`) and pure forward.
+"""Cost per point of a 1D interpolation sweep: naive, ours before, ours (`run_sweep`) and
+pure forward.
 
 One process, one set of end-points (trained once with tiny settings if missing, not
-timed), the same points and the same dev examples, three ways:
+timed), the same points and the same dev examples, four ways:
 
 - naive: per point, load the three state dicts from disk (`safetensors.torch.load_file`),
   build θ(α) on the CPU, `model.load_state_dict`, re-collate the dev features in file
   order padded to `max_length` tokens (128; longer features keep their length), and
   `evaluate()` them. The interpolation formula is ours, so both sides hold the same
   parameters bit for bit and must print the same scores (checked).
-- ours: `sweeps.run_sweep` on a `SweepSpec`, into a fresh results folder each repeat,
+- ours before: `sweeps.run_sweep` with the settings every sweep had before the trimmed
+  vocabulary and CPU bf16 existed (full 250k-row embedding, fp32 on a CPU), on the same
+  end-point weights (copied into that spec's run folders). Must equal naive's scores.
+- ours: `sweeps.run_sweep` on a `SweepSpec` with `vocab=trimmed` and
+  `precision=bf16-native` (bf16 autocast where the CPU has native bf16), into a fresh
+  results folder each repeat,
   timed end to end. Its per-point time runs from the first `set_point` to the return,
   i.e. it excludes the one-time set-up (end-points from disk, model build, plane on the
   device, features from the cache, batching) and includes everything a point costs:
@@ -19,7 +25,8 @@ timed), the same points and the same dev examples, three ways:
   under `torch.inference_mode()` (and ours' autocast). No `predict`: no argmax, no
   metric, no MST decoding. This is the model's own compute: the floor.
 
-The targets are per point: naive / ours >= 2 and ours / forward <= 1.15. Repeats rotate
+The targets are per point: naive / ours >= 2 and ours / forward <= 1.15; ours before /
+ours is the saving of the trimmed vocabulary and bf16. Repeats rotate
 which contender goes first; the table shows medians. Run from the repository root:
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/sweep.py [--task parsing] [--device cuda]
@@ -48,12 +55,23 @@ from xinterp_utils.evaluate import evaluate
 from xinterp_utils.features import IGNORE_INDEX, collate
 from xinterp_utils.labels import TASKS
 from xinterp_utils.model import build_task_model
+from xinterp_utils.precision import autocast_dtype
 from xinterp_utils.sweeps import SweepSpec, run_sweep
-from xinterp_utils.train import MODEL_NAME, default_device, load_features, train
+from xinterp_utils.train import (
+    MODEL_NAME,
+    RECORD_NAME,
+    build_run_model,
+    default_device,
+    load_features,
+    load_model_weights,
+    train,
+)
 
 # End-points good enough to give non-trivial scores, trained in about a minute on 2 cores.
 TRAIN_HPARAMS = {"epochs": 2, "batch_size": 16, "lr": 1e-4, "max_length": 128,
                  "max_train_examples": 256, "max_dev_examples": 64}
+# What a sweep saves since: embedding rows of the data's pieces only, bf16 where native.
+FAST = {"vocab": "trimmed", "precision": "bf16-native", "batching": "length-grouped"}
 SOURCE, TARGET = "en", "de"
 
 
@@ -212,6 +230,18 @@ def ensure_endpoints(spec: SweepSpec, checkpoints: Path, device: str) -> dict[st
     return paths
 
 
+def mirror_endpoints(paths: dict[str, Path], spec: SweepSpec, checkpoints: Path) -> None:
+    """Put the end-points at `paths` (full-size checkpoints) where `spec` looks for its
+    own, so two sweep settings evaluate the very same weights."""
+    for role, config in spec.configs().items():
+        run_dir = config.run_dir(checkpoints)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (MODEL_NAME, RECORD_NAME):
+            target = run_dir / name
+            if not target.exists():
+                target.write_bytes((paths[role].parent / name).read_bytes())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print seconds per sweep point of naive / ours / pure forward and their ratios."""
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -244,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     checkpoints = Path(args.checkpoints)
     alphas = tuple(float(a) for a in np.round(np.linspace(-0.5, 1.5, args.points), 6))
-    spec = SweepSpec(args.encoder, args.task, SOURCE, TARGET, args.seed, hparams=TRAIN_HPARAMS,
+    spec = SweepSpec(args.encoder, args.task, SOURCE, TARGET, args.seed,
+                     hparams={**TRAIN_HPARAMS, **FAST},
                      planes=tuple(args.planes.split(",")), alphas_1d=alphas,
                      max_dev_examples=args.dev_examples, eval_batch_size=args.batch_size)
+    spec_before = replace(spec, hparams=TRAIN_HPARAMS)
     # Points shared by Eq. 1 and Eq. 2 (α = 1: θ_bi) are one model; run_sweep evaluates
     # them once, and so does the naive side.
     points = list(dict.fromkeys((a1, a2) for _, _, a1, a2 in spec.points()))
@@ -256,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     tick = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # train()'s evaluation progress bars
         paths = ensure_endpoints(spec, checkpoints, device)
+    mirror_endpoints(paths, spec_before, checkpoints)
     print(f"set-up: end-points ready in {time.perf_counter() - tick:.0f} s", flush=True)
     tokenizer = load_tokenizer(args.encoder)
     pad_id = tokenizer.pad_token_id
@@ -264,47 +297,58 @@ def main(argv: list[str] | None = None) -> int:
              for lang in (SOURCE, TARGET)}
     width = max(eval_config.max_length, *(len(f["input_ids"]) for fs in feats.values()
                                           for f in fs))
+    # Naive: the full model in the precision sweeps had before (fp32 on a CPU).
     model = build_task_model(args.encoder, args.task, args.seed).to(device)
     model.load_state_dict(load_file(str(paths["bi"])))
-    autocast = torch.bfloat16 if device.startswith("cuda") else None
+    autocast_before = autocast_dtype("bf16-cuda", device)
+    # Forward floor: ours' own model (trimmed) and precision.
+    fast_config = replace(spec.configs()["bi"], max_dev_examples=args.dev_examples)
+    fast_model = build_run_model(fast_config, tokenizer)
+    load_model_weights(fast_model, paths["bi"])
+    fast_model.to(device)
+    autocast = autocast_dtype(fast_config.precision, device)
     captured: list[list[dict]] = []
     warm = run_ours(spec, checkpoints, device, captured)  # warm-up; captures ours' batches
+    run_ours(spec_before, checkpoints, device)
     ours_batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
                     for lang_batches in captured for b in lang_batches]
-    run_forward(model, ours_batches, 1, device, autocast)
+    run_forward(fast_model, ours_batches, 1, device, autocast)
 
     # ---- timed, interleaved
     n = len(points)
-    times: dict[str, list[float]] = {"naive": [], "ours": [], "forward": []}
+    order = ["naive", "before", "ours", "forward"]
+    times: dict[str, list[float]] = {side: [] for side in order}
     ours_runs: list[OursRun] = []
+    before_runs: list[OursRun] = []
     naive_scores: list[float] = []
-    order = ["naive", "ours", "forward"]
     for r in range(args.repeats):
-        for side in order[r % 3:] + order[:r % 3]:
+        for side in order[r % 4:] + order[:r % 4]:
             if args.threads:
                 torch.set_num_threads(args.threads)
             if side == "naive":
                 seconds, naive_scores = run_naive(model, paths, points, feats, args.task,
                                                   args.batch_size, width, pad_id, device,
-                                                  autocast)
+                                                  autocast_before)
                 times[side].append(seconds / n)
-            elif side == "ours":
-                run = run_ours(spec, checkpoints, device)
-                ours_runs.append(run)
+            elif side in ("ours", "before"):
+                run = run_ours(spec if side == "ours" else spec_before, checkpoints, device)
+                (ours_runs if side == "ours" else before_runs).append(run)
                 times[side].append(run.per_point)
             else:
-                times[side].append(run_forward(model, ours_batches, n, device, autocast) / n)
+                times[side].append(run_forward(fast_model, ours_batches, n, device, autocast)
+                                   / n)
             print(f"  repeat {r + 1}/{args.repeats} {side:>7}: {times[side][-1]:.4f} s/point",
                   flush=True)
 
     # ---- same computation?
-    ours_scores = ours_runs[0].scores
+    ours_scores, before_scores = ours_runs[0].scores, before_runs[0].scores
     if any(run.scores != ours_scores for run in [warm, *ours_runs]):
         raise RuntimeError("run_sweep gave different scores across repeats")
-    diff = max(abs(a - b) for a, b in zip(naive_scores, ours_scores, strict=True))
+    diff = max(abs(a - b) for a, b in zip(naive_scores, before_scores, strict=True))
     if diff > args.score_tol:
-        raise RuntimeError(f"naive and ours disagree by {diff:.3g} > {args.score_tol}: "
-                           f"naive {naive_scores} vs ours {ours_scores}")
+        raise RuntimeError(f"naive and ours before disagree by {diff:.3g} > {args.score_tol}: "
+                           f"naive {naive_scores} vs ours before {before_scores}")
+    bf16_diff = max(abs(a - b) for a, b in zip(ours_scores, before_scores, strict=True))
 
     med = {side: statistics.median(values) for side, values in times.items()}
     part = {key: statistics.median(getattr(run, key) / run.points for run in ours_runs)
@@ -322,10 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     device_name = (torch.cuda.get_device_name() if device == "cuda"
                    else platform.processor() or platform.machine())
     naive_ours, ours_fwd = med["naive"] / med["ours"], med["ours"] / med["forward"]
+    before_ours = med["before"] / med["ours"]
 
     print()
     print(f"device      {device} ({device_name}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; autocast {'bf16' if autocast else 'off (fp32)'}")
+          f"{torch.get_num_threads()} threads; autocast: ours "
+          f"{'bf16' if autocast else 'off (fp32)'}, naive and before "
+          f"{'bf16' if autocast_before else 'off (fp32)'}; ours' vocabulary "
+          f"{fast_model.encoder.get_input_embeddings().weight.shape[0]} of {len(tokenizer)} "
+          "pieces")
     print(f"sweep       {args.encoder} {args.task} {SOURCE}-{TARGET} seed {args.seed}, planes "
           f"{','.join(spec.planes)}, {n} points (α {alphas[0]}..{alphas[-1]}), "
           f"{args.repeats} repeats (medians)")
@@ -333,13 +382,14 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{lang} {k}" for lang, k in n_feats.items())
           + f"; batch {args.batch_size}; {tokens} real tokens per point; padded positions: "
           f"ours {sorted_positions}, naive {naive_positions} (width {width})")
-    print(f"scores      naive == ours at every point and language (max |diff| {diff:.1e}); "
+    print(f"scores      naive == ours before at every point and language (max |diff| "
+          f"{diff:.1e}); ours (bf16) vs ours before (fp32): max |diff| {bf16_diff:.4f}; "
           f"{spec.task} {labels.TASK_METRIC[spec.task]} (src/tgt) at the first point "
           f"{ours_scores[0]:.4f}/{ours_scores[1]:.4f}, at the last "
           f"{ours_scores[-2]:.4f}/{ours_scores[-1]:.4f}")
     print()
     print(f"{'':9} {'s/point':>9}  per repeat")
-    for side in ("naive", "ours", "forward"):
+    for side in order:
         print(f"{side:9} {med[side]:9.4f}  {', '.join(f'{t:.4f}' for t in times[side])}")
     print()
     print(f"ours, split per point: set_point {part['set_point']:.4f} s, evaluate (2 dev sets) "
@@ -350,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ours, first call in this process (first-shape kernels, cold caches): "
           f"{warm.total:.2f} s = set-up {warm.setup:.2f} s + {n} points")
     print()
+    print(f"before / ours  = {before_ours:5.2f}x   (trimmed vocabulary + bf16 against full fp32)")
     print(f"naive / ours   = {naive_ours:5.2f}x   target >= 2     "
           f"{'met' if naive_ours >= 2 else 'NOT MET'}   (per point)")
     print(f"ours / forward = {ours_fwd:5.2f}x   target <= 1.15  "

@@ -1,24 +1,28 @@
-"""Training throughput (tokens/s) of our loop against Hugging Face `Trainer`, as a ratio.
+"""Training cost per sentence: our loop against itself before, and against HF `Trainer`.
 
-Both sides train the same `TaskModel` (`model.build_task_model(encoder, task, seed)`) on
-the same batches, in the same order: the features of the first training examples of one
-language, in the order of `train.epoch_order(n, seed, 0)` (the order our loop uses),
-collated by `features.collate`. Tokens are real tokens (the sum of `attention_mask`).
+Three contenders train the same `TaskModel` (`model.build_task_model(encoder, task,
+seed)`) for one epoch over the same training examples (the first `--examples` of one
+language), with the paper's optimiser settings (AdamW, lr 2e-5, linear schedule with 10 %
+warm-up, clipping at 1.0, no weight decay):
 
-- Ours: `train.train(...)` itself, on a fresh checkpoint folder, with `stop_after_steps`.
-  Setup (tokenizer, features, model) and the final state save are not timed: the clock is
-  `train.collate`, wrapped to note when each step begins. Step i lasts from its collate
-  call to the next one (collate, forward, backward, clipping, AdamW, schedule, zero_grad
-  and the loop's bookkeeping); one extra untimed step closes the last interval.
-- Trainer: `transformers.Trainer` with the paper's hyper-parameters, a sequential sampler
-  over the pre-ordered features and a `TrainerCallback` that notes `on_step_end`. Step i
-  lasts from the end of step i-1 to its own end (fetching and collating the batch
-  included, as on our side).
+- **before**: `train.train` as every committed run before this benchmark's change used
+  it: random batches (`batching=random`), fp32 (`precision=fp32`), the full 250k-piece
+  vocabulary (`vocab=full`);
+- **ours**: `train.train` with `batching=length-grouped`, `precision=bf16-native` (bf16
+  autocast where the CPU or GPU has it natively, fp32 elsewhere) and `vocab=trimmed`;
+- **Trainer**: `transformers.Trainer` with its best settings for the same job:
+  `train_sampling_strategy="group_by_length"` (transformers 5's name for
+  `group_by_length=True`), `bf16` where the device has native bf16, fused AdamW.
 
-The first `--warmup-steps` steps of each side are not timed. Repeats alternate which side
-goes first; the table reports medians. Run from the repository root:
+The clock: each side's step ends are noted (our `train._Training.step`, Trainer's
+`on_step_end`); the time from the end of the first `--warmup-steps` steps to the end of
+the epoch's last step is divided by the sentences those steps trained on. Fetching and
+collating batches is inside it; model building, featurisation and our epoch-end dev
+evaluation are not. Every side must have trained on every example exactly once (the
+script fails otherwise). Repeats rotate the order of the sides; the table shows medians.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py [--device cuda] [...]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py                  # ~8 min
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py --encoder offline-small --examples 512
 """
 
 from __future__ import annotations
@@ -39,21 +43,27 @@ from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.features import collate
 from xinterp_utils.labels import TASKS
 from xinterp_utils.model import build_task_model
+from xinterp_utils.precision import autocast_dtype
+
+SIDES = ("before", "ours", "Trainer")
+BEFORE = {"batching": "random", "precision": "fp32", "vocab": "full"}
+OURS = {"batching": "length-grouped", "precision": "bf16-native", "vocab": "trimmed"}
 
 
 @dataclass
 class Run:
-    """One timed run of one side."""
+    """One timed epoch of one side."""
 
-    steps: int
-    tokens: int
-    seconds: float
-    batches: list[tuple]  # (example indices, tokens) of every collated batch, in order
-    threads: int
+    seconds: float  # timed steps only
+    sentences: int  # examples in the timed steps
+    steps: int  # timed steps
+    examples: list[int]  # the example index of every feature trained on (all steps)
+    real_tokens: int  # timed steps
+    padded_tokens: int  # timed steps, [B, T] positions
 
     @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
+    def s_per_sentence(self) -> float:
+        return self.seconds / self.sentences
 
 
 def _sync(device: str) -> None:
@@ -62,57 +72,48 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _signature(batch: dict) -> tuple:
-    return tuple(batch["example_index"].tolist()), int(batch["attention_mask"].sum())
+def _timed(ends: list[float], batches: list[dict], device: str, warmup: int, n_steps: int):
+    """Return the Run of an epoch whose step ends are `ends` and batches `batches`."""
+    if len(ends) != n_steps or len(batches) != n_steps:
+        raise RuntimeError(f"{len(ends)} step ends and {len(batches)} batches seen, "
+                           f"{n_steps} expected")
+    timed = batches[warmup:]
+    return Run(seconds=ends[-1] - ends[warmup - 1], steps=len(timed),
+               sentences=sum(b["n"] for b in timed),
+               examples=[i for b in batches for i in b["examples"]],
+               real_tokens=sum(b["real"] for b in timed),
+               padded_tokens=sum(b["padded"] for b in timed))
 
 
-def train_features(config: train_mod.TrainConfig, tokenizer, needed: int):
-    """Return ``(config, features)``: the config capped to enough training examples for
-    `needed` features, and the features our loop sees for it."""
-    while True:
-        feats, raw = train_mod.load_features(config, tokenizer, config.train_langs[0], "train")
-        if len(feats) >= needed:
-            return config, feats
-        if len(raw.examples) < config.max_train_examples:  # the split is exhausted
-            raise SystemExit(f"{config.task}/{config.train_langs[0]}: {len(feats)} training "
-                             f"features, {needed} needed; use fewer --steps or a smaller "
-                             "--batch-size")
-        # Parsing drops sentences whose first word does not fit: take a few more.
-        config = dataclasses.replace(config, max_train_examples=config.max_train_examples
-                                     + needed - len(feats))
+def _note(batch: dict) -> dict:
+    ids = batch["input_ids"]
+    return {"n": ids.shape[0], "examples": batch["example_index"].tolist(),
+            "real": int(batch["attention_mask"].sum()), "padded": ids.numel()}
 
 
-def run_ours(config: train_mod.TrainConfig, device: str, warmup: int, steps: int) -> Run:
-    """Time `train.train` itself over `steps` steps after `warmup` untimed ones."""
-    starts: list[float] = []
-    batches: list[tuple] = []
-    threads: list[int] = []
-    real_collate = train_mod.collate
+def run_ours(config: train_mod.TrainConfig, device: str, warmup: int, n_steps: int) -> Run:
+    """Time one epoch of `train.train` itself (setup and the epoch-end evaluation excluded)."""
+    ends: list[float] = []
+    batches: list[dict] = []
+    real_step = train_mod._Training.step
 
-    def timed_collate(features, pad_token_id):
-        if len(starts) in (warmup, warmup + steps):
-            _sync(device)
-            threads.append(torch.get_num_threads())
-        starts.append(time.perf_counter())
-        batch = real_collate(features, pad_token_id)
-        batches.append(_signature(batch))
-        return batch
+    def timed_step(self, batch, autocast):
+        loss = real_step(self, batch, autocast)
+        _sync(device)
+        ends.append(time.perf_counter())
+        batches.append(_note(batch))
+        return loss
 
-    train_mod.collate = timed_collate  # train() looks `collate` up in its module at each step
+    train_mod._Training.step = timed_step  # the loop calls it once per step
     try:
         with tempfile.TemporaryDirectory(prefix="xinterp-bench-") as root:
             record = train_mod.train(config, root, device=device, progress=False,
-                                     save_every_steps=10**9,
-                                     stop_after_steps=warmup + steps + 1)
+                                     save_every_steps=10**9, stop_after_steps=n_steps)
     finally:
-        train_mod.collate = real_collate
-    if record.get("status") != "interrupted" or len(starts) != warmup + steps + 1:
-        raise RuntimeError(f"our loop ran {len(starts)} collate calls, expected "
-                           f"{warmup + steps + 1} (status {record.get('status')!r}): "
-                           "train.train no longer collates once per step; update this benchmark")
-    tokens = sum(t for _, t in batches[warmup:warmup + steps])
-    return Run(steps, tokens, starts[warmup + steps] - starts[warmup], batches[:warmup + steps],
-               threads[0])
+        train_mod._Training.step = real_step
+    if record.get("status") != "interrupted":
+        raise RuntimeError(f"our loop ended with status {record.get('status')!r}")
+    return _timed(ends, batches, device, warmup, n_steps)
 
 
 class LossOnly(nn.Module):
@@ -129,91 +130,81 @@ class LossOnly(nn.Module):
         return {"loss": loss}
 
 
-def run_trainer(config: train_mod.TrainConfig, ordered: list[dict], pad_id: int, device: str,
-                warmup: int, steps: int) -> Run:
-    """Time `transformers.Trainer` on `ordered` features, taken in order, `batch_size` at a time."""
+def run_trainer(config: train_mod.TrainConfig, feats: list[dict], pad_id: int, device: str,
+                warmup: int, n_steps: int, bf16: bool) -> Run:
+    """Time one epoch of `transformers.Trainer` on `feats` with group-by-length batches."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    marks: dict[int, float] = {}
-    batches: list[tuple] = []
-    threads: list[int] = []
+    ends: list[float] = []
+    batches: list[dict] = []
 
     def collator(features):
         batch = collate(features, pad_id)
-        batches.append(_signature(batch))
+        batches.append(_note(batch))
         return batch
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (warmup, warmup + steps):
-                _sync(device)
-                threads.append(torch.get_num_threads())
-                marks[state.global_step] = time.perf_counter()
+            _sync(device)
+            ends.append(time.perf_counter())
 
     model = LossOnly(build_task_model(config.encoder, config.task, config.seed))
     with tempfile.TemporaryDirectory(prefix="xinterp-bench-hf-") as out:
         args = TrainingArguments(
             output_dir=out,
             per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=1,
             learning_rate=config.lr,
             lr_scheduler_type="linear",
             warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio (transformers >= 5)
             max_grad_norm=config.max_grad_norm,
             weight_decay=config.weight_decay,
-            optim="adamw_torch",
-            max_steps=warmup + steps,
-            train_sampling_strategy="sequential",  # our order, already applied to `ordered`
-            logging_strategy="no",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
+            optim="adamw_torch_fused",
+            num_train_epochs=1,
+            train_sampling_strategy="group_by_length",
+            logging_strategy="no", save_strategy="no", eval_strategy="no",
+            report_to="none", disable_tqdm=True,
             dataloader_num_workers=0,
             dataloader_pin_memory=device.startswith("cuda"),
             remove_unused_columns=False,  # every batch key is for the model
             use_cpu=device == "cpu",
-            bf16=device.startswith("cuda"),  # our loop autocasts to bf16 on GPUs
+            bf16=bf16,
             seed=config.seed,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=ordered, data_collator=collator,
+        trainer = Trainer(model=model, args=args, train_dataset=feats, data_collator=collator,
                           callbacks=[Clock()])
         trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict
         trainer.train()
-    if set(marks) != {warmup, warmup + steps}:
-        raise RuntimeError(f"Trainer stopped at step {trainer.state.global_step}, expected "
-                           f"{warmup + steps}")
-    # Batch k is the k-th collator call (one worker, sequential sampler), whenever the
-    # data loader fetches it.
-    tokens = sum(t for _, t in batches[warmup:warmup + steps])
-    return Run(steps, tokens, marks[warmup + steps] - marks[warmup], batches[:warmup + steps],
-               threads[0])
+    return _timed(ends, batches, device, warmup, n_steps)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print tokens/s of our training loop and of HF Trainer, and their ratio."""
+    """Print seconds per training sentence of before, ours and Trainer, and the ratios."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--encoder", default="offline-small",
-                        help="offline-small (default), offline (12 layers), hub name or folder")
+    parser.add_argument("--encoder", default="offline",
+                        help="offline (12 layers, default), offline-small, hub name or folder")
     parser.add_argument("--task", default="ner", choices=TASKS)
     parser.add_argument("--lang", default="en")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per run")
-    parser.add_argument("--warmup-steps", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=2000, help="training examples (one epoch)")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default=train_mod.default_device(), choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help=f"comma-separated subset of {SIDES}")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is visible (torch.cuda.is_available() is "
-                     f"False; torch {torch.__version__})")
-    for name in ("steps", "warmup_steps", "repeats", "batch_size", "max_length"):
-        if getattr(args, name) < (0 if name == "warmup_steps" else 1):
-            parser.error(f"--{name.replace('_', '-')} must be positive")
+        parser.error("--device cuda: no CUDA device is visible")
+    for name in ("examples", "warmup_steps", "repeats", "batch_size", "max_length"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    sides = [s for s in args.sides.split(",") if s]
+    if not sides or set(sides) - set(SIDES):
+        parser.error(f"--sides: expected a subset of {SIDES}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -223,73 +214,67 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    # One epoch of exactly the examples needed, so our loop never reaches its epoch-end
-    # evaluation; tagging windows and xnli pairs give >= 1 feature per example.
-    needed = (args.warmup_steps + args.steps + 1) * args.batch_size
-    config = train_mod.TrainConfig(
+    base = train_mod.TrainConfig(
         args.encoder, args.task, (args.lang,), seed=args.seed, epochs=1,
-        batch_size=args.batch_size, max_length=args.max_length, max_train_examples=needed)
+        batch_size=args.batch_size, max_length=args.max_length,
+        max_train_examples=args.examples)
+    configs = {"before": dataclasses.replace(base, **BEFORE),
+               "ours": dataclasses.replace(base, **OURS)}
     tokenizer = load_tokenizer(args.encoder)
-    config, feats = train_features(config, tokenizer, needed)
-    order = train_mod.epoch_order(len(feats), config.seed, 0)
-    ordered = [feats[i] for i in order]
+    feats, _ = train_mod.load_features(base, tokenizer, args.lang, "train")
+    n_steps = -(-len(feats) // args.batch_size)
+    if n_steps <= args.warmup_steps:
+        parser.error(f"{len(feats)} features make {n_steps} steps; need more --examples")
+    bf16 = autocast_dtype("bf16-native", args.device) is not None
     n_params = sum(p.numel() for p in build_task_model(args.encoder, args.task, args.seed)
                    .parameters())
 
-    results: dict[str, list[Run]] = {"ours": [], "Trainer": []}
+    # A long tagging sentence gives several windows (features) with its example index.
+    expected = sorted(f["example_index"] for f in feats)
+    results: dict[str, list[Run]] = {side: [] for side in sides}
     for r in range(args.repeats):
-        sides = ["ours", "Trainer"] if r % 2 == 0 else ["Trainer", "ours"]
-        for side in sides:
+        for side in sides[r % len(sides):] + sides[:r % len(sides)]:
             if args.threads:
                 torch.set_num_threads(args.threads)
-            if side == "ours":
-                run = run_ours(config, args.device, args.warmup_steps, args.steps)
+            if side == "Trainer":
+                run = run_trainer(base, feats, tokenizer.pad_token_id, args.device,
+                                  args.warmup_steps, n_steps, bf16)
             else:
-                run = run_trainer(config, ordered, tokenizer.pad_token_id, args.device,
-                                  args.warmup_steps, args.steps)
+                run = run_ours(configs[side], args.device, args.warmup_steps, n_steps)
+            if sorted(run.examples) != expected:
+                raise RuntimeError(f"{side}: did not train on every feature exactly once")
             results[side].append(run)
-            print(f"  repeat {r + 1}/{args.repeats} {side:>7}: {run.tokens_per_s:9.0f} tokens/s "
-                  f"({run.seconds:.3f} s)", flush=True)
+            print(f"  repeat {r + 1}/{args.repeats} {side:>8}: {run.s_per_sentence * 1e3:8.2f} "
+                  f"ms/sentence ({run.seconds:.1f} s, {run.steps} steps)", flush=True)
 
-    # Same model, data and batches: the two sides must have collated identical batches.
-    reference = results["ours"][0].batches
-    for side, runs in results.items():
-        for run in runs:
-            if run.batches != reference:
-                raise RuntimeError(f"{side}: batches differ from our loop's; not comparable")
-
-    med = {side: {"tokens": statistics.median(r.tokens for r in runs),
-                  "seconds": statistics.median(r.seconds for r in runs),
-                  "tok_s": statistics.median(r.tokens_per_s for r in runs)}
-           for side, runs in results.items()}
-    paired = [o.tokens_per_s / t.tokens_per_s
-              for o, t in zip(results["ours"], results["Trainer"], strict=True)]
-    threads = sorted({r.threads for runs in results.values() for r in runs})
     device_name = (torch.cuda.get_device_name() if args.device == "cuda"
                    else platform.processor() or platform.machine())
-    # Both sides pad each batch to its longest feature; report how much of it is real.
-    w, b = args.warmup_steps, args.batch_size
-    groups = [ordered[i:i + b] for i in range(w * b, (w + args.steps) * b, b)]
-    padded = sum(len(g) * max(len(f["input_ids"]) for f in g) for g in groups)
     print()
-    print(f"device        {args.device} ({device_name}); torch threads {threads}; "
-          f"autocast {'bf16' if args.device == 'cuda' else 'off (fp32)'}")
+    print(f"device        {args.device} ({device_name}); torch threads "
+          f"{torch.get_num_threads()}; native bf16: {bf16}")
     print(f"versions      python {platform.python_version()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
     print(f"model         {args.encoder} + {args.task} head, {n_params / 1e6:.1f} M parameters")
-    print(f"settings      lang {args.lang}, batch {args.batch_size}, max length {args.max_length}"
-          f", {args.steps} timed steps after {args.warmup_steps} warm-up, "
-          f"{args.repeats} repeats (medians), AdamW lr {config.lr}, clip {config.max_grad_norm}")
-    print(f"batches       identical on both sides; real tokens fill "
-          f"{med['ours']['tokens'] / padded:.0%} of the padded [B, T] positions")
+    print(f"data          {len(feats)} training features of {args.lang} (one epoch, "
+          f"{n_steps} steps of {args.batch_size}, the first {args.warmup_steps} untimed), "
+          f"max length {args.max_length}; {args.repeats} repeats (medians)")
     print()
-    print(f"{'':8} {'steps':>6} {'tokens':>8} {'seconds':>9} {'tokens/s':>10}")
-    for side, m in med.items():
-        print(f"{side:8} {args.steps:>6} {m['tokens']:>8.0f} {m['seconds']:>9.3f} "
-              f"{m['tok_s']:>10.0f}")
+    print(f"{'':9} {'s/step':>8} {'ms/sentence':>12} {'sentences/s':>12} {'real tokens':>12}")
+    med = {}
+    for side, runs in results.items():
+        med[side] = statistics.median(r.s_per_sentence for r in runs)
+        step = statistics.median(r.seconds / r.steps for r in runs)
+        fill = statistics.median(r.real_tokens / r.padded_tokens for r in runs)
+        print(f"{side:9} {step:>8.3f} {med[side] * 1e3:>12.2f} {1 / med[side]:>12.1f} "
+              f"{fill:>12.0%}")
     print()
-    print(f"ratio ours / Trainer (tokens/s, medians): {med['ours']['tok_s'] / med['Trainer']['tok_s']:.3f}"
-          f"   per repeat: {', '.join(f'{p:.3f}' for p in paired)}   (> 1: ours is faster)")
+    targets = {("before", "ours"): 6.0, ("Trainer", "ours"): 1.2}
+    for (slow, fast), target in targets.items():
+        if slow in med and fast in med:
+            ratio = med[slow] / med[fast]
+            verdict = "met" if ratio >= target else "NOT met"
+            print(f"speed-up {fast} over {slow} (per training sentence): {ratio:.2f}x  "
+                  f"(target >= {target}x: {verdict})")
     return 0
 
 

@@ -183,3 +183,80 @@ def test_finetune_table_is_tidy(trained_pair):
     assert list(zero_shot["eval_lang"]) == ["de"]
     assert table["score"].between(0, 1).all()
     assert table["run_id"].nunique() == 3
+
+
+def test_length_grouped_batches_use_every_example_once_with_less_padding(data_dir):
+    from xinterp_utils.encoders import load_tokenizer
+    from xinterp_utils.train import epoch_batches, load_features
+
+    config = TrainConfig(ENCODER, "ner", ("en",), max_train_examples=3000)
+    feats, _ = load_features(config, load_tokenizer(ENCODER), "en", "train")
+    lengths = [len(f["input_ids"]) for f in feats]
+    n, size = len(feats), 32
+
+    def padded(plan):
+        return sum(len(b) * max(lengths[i] for i in b) for b in plan)
+
+    for batching in ("random", "length-grouped"):
+        plan = epoch_batches(lengths, size, 1, 0, batching)
+        assert sorted(i for b in plan for i in b) == list(range(n))
+        assert len(plan) == -(-n // size)
+        assert plan == epoch_batches(lengths, size, 1, 0, batching)  # fixed by (seed, epoch)
+        assert plan != epoch_batches(lengths, size, 1, 1, batching)
+        assert plan != epoch_batches(lengths, size, 2, 0, batching)
+    random_plan = epoch_batches(lengths, size, 1, 0, "random")
+    grouped = epoch_batches(lengths, size, 1, 0, "length-grouped")
+    # Random batches: a batch of the grouped plan is not a contiguous slice of the order.
+    assert random_plan[0] == epoch_order(n, 1, 0)[:size]
+    assert padded(grouped) < 0.6 * padded(random_plan)
+    # Each batch comes from one chunk of 50 batches of the epoch's permutation, and the
+    # batches are shuffled: the longest batch is not always first.
+    order = epoch_order(n, 1, 0)
+    chunk_of = {i: pos // (50 * size) for pos, i in enumerate(order)}
+    assert all(len({chunk_of[i] for i in b}) == 1 for b in grouped)
+    firsts = [max(lengths[i] for i in epoch_batches(lengths, size, 1, e, "length-grouped")[0])
+              for e in range(4)]
+    assert len(set(firsts)) > 1
+
+
+def test_precision_follows_the_setting_and_the_cpu():
+    from xinterp_utils.precision import autocast_dtype, cpu_has_native_bf16
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = next((line for line in lines if line.startswith("flags")), "")
+    native = "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
+    assert cpu_has_native_bf16() == native
+    assert autocast_dtype("fp32", "cpu") is None
+    assert autocast_dtype("bf16-cuda", "cpu") is None  # what every earlier run did
+    assert autocast_dtype("bf16-native", "cpu") == (torch.bfloat16 if native else None)
+    with pytest.raises(ValueError, match="precision='bf17'"):
+        autocast_dtype("bf17", "cpu")
+    with pytest.raises(ValueError, match="TrainConfig.precision"):
+        TrainConfig(ENCODER, "ner", ("en",), precision="half")
+
+
+def test_learning_curve_is_recorded_and_tabulated(tmp_path, data_dir):
+    from xinterp_utils.finetune import CURVE_COLUMNS, curve_rows
+    from xinterp_utils.precision import autocast_dtype
+
+    config = TrainConfig(ENCODER, "pos", ("en",), seed=6, evals_per_epoch=2,
+                         batching="length-grouped", precision="bf16-native",
+                         **{**TINY, "max_train_examples": 40})
+    record = train(config, tmp_path, progress=False)
+    spe = record["total_steps"] // config.epochs  # steps per epoch (windows: >= 40 / 8)
+    half = round(spe / 2)
+    assert [p["step"] for p in record["history"]] == [half, spe, spe + half, 2 * spe]
+    assert [p["selection"] for p in record["history"]] == [False, True, False, True]
+    expected = autocast_dtype("bf16-native", "cpu")
+    assert record["autocast"] == (str(expected) if expected else None)
+    rows = curve_rows(record)
+    assert len(rows) == 4 and set(rows[0]) == set(CURVE_COLUMNS)
+    assert [r["epoch"] for r in rows] == [round(s / spe, 4) for s in (half, spe, spe + half,
+                                                                       2 * spe)]
+    assert all(r["run_id"] == config.run_hash() and r["eval_lang"] == "en" for r in rows)
+    # The selected model is the best epoch-end point, and its dev score is the record's.
+    ends = [p for p in record["history"] if p["selection"]]
+    best = max(ends, key=lambda p: p["dev_mean"])
+    assert record["best_epoch"] == best["epoch"]
+    assert record["dev_scores"]["en"]["score"] == best["dev"]["en"]
+    assert all(r["train_loss"] > 0 for r in rows)

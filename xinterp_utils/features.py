@@ -128,8 +128,10 @@ def tokenize_words(tokenizer, sentences: Sequence[Sequence[str]], *, progress: s
 
 
 def _tokenize_chunk(tokenizer, chunk: list[list[str]]):
+    # Whole sentences are tokenised before windows cut them to max_length, so the
+    # tokenizer's "longer than the maximum sequence length" warning is expected here.
     enc = tokenizer(chunk, is_split_into_words=True, add_special_tokens=False,
-                    return_attention_mask=False, return_token_type_ids=False)
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)
     return list(enc["input_ids"]), [enc.word_ids(i) for i in range(len(chunk))]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from .jobs import run_jobs
 from .labels import TASK_METRIC
 from .profiles import Profile
-from .train import TrainConfig, ensure_dev_scores, pair_configs, train
+from .train import TrainConfig, ensure_dev_scores, pair_configs, read_record, train
 
 MODEL_ROLES = ("src", "tgt", "bi")
 FINETUNE_COLUMNS = [
@@ -23,6 +23,12 @@ FINETUNE_COLUMNS = [
 ]
 # What identifies a row of finetune.csv (a later run of the same cell replaces it).
 FINETUNE_KEY = ["encoder", "task", "source", "target", "seed", "model", "eval_lang"]
+# training_curves.csv: one row per run, evaluation point and dev language. `epoch` is the
+# number of epochs done at that point (fractional between epoch ends), `step` the
+# optimiser steps done, `train_loss` the mean training loss since the previous point.
+CURVE_COLUMNS = ["encoder", "task", "train_langs", "seed", "run_id", "epoch", "step",
+                 "eval_lang", "score", "train_loss"]
+CURVE_KEY = ["encoder", "task", "train_langs", "seed", "run_id", "step", "eval_lang"]
 
 
 def pair_grid(profile: Profile, *, pairs=None, seeds=None):
@@ -94,3 +100,35 @@ def finetune_table(profile: Profile, checkpoint_root: str | Path,
                     "checkpoint": str(config.run_dir(".")),
                 })
     return pd.DataFrame(rows, columns=FINETUNE_COLUMNS)
+
+
+def curve_rows(record: dict) -> list[dict]:
+    """Return the learning-curve rows (`CURVE_COLUMNS`) of one finished run's record."""
+    config = record["config"]
+    steps_per_epoch = record["total_steps"] / config["epochs"]
+    rows = []
+    for point in record["history"]:
+        # Records written before learning curves had one point per epoch, at its end.
+        step = point.get("step", round((point["epoch"] + 1) * steps_per_epoch))
+        for lang, score in point["dev"].items():
+            rows.append({
+                "encoder": config["encoder"], "task": config["task"],
+                "train_langs": "+".join(config["train_langs"]), "seed": config["seed"],
+                "run_id": record["run_id"], "epoch": round(step / steps_per_epoch, 4),
+                "step": step, "eval_lang": lang, "score": float(score),
+                "train_loss": float(point["mean_loss"]),
+            })
+    return rows
+
+
+def curve_table(profile: Profile, checkpoint_root: str | Path, skip=frozenset()) -> pd.DataFrame:
+    """Return the learning curves (`CURVE_COLUMNS`) of the profile's finished runs (those
+    of cells in `skip` left out): the dev score of each training language and the mean
+    training loss at every evaluation point."""
+    rows = []
+    for config in plan_runs(profile, skip):
+        record = read_record(config.run_dir(checkpoint_root))
+        if record is None or record.get("status") != "finished":
+            raise FileNotFoundError(f"{config.run_dir(checkpoint_root)}: run not finished")
+        rows.extend(curve_rows(record))
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)

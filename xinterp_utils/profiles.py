@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .labels import TASKS
+from .settings import BATCHINGS, PRECISIONS, VOCABS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 LANGUAGES = ("en", "ar", "de", "es", "fr", "hi", "ru", "vi", "zh")
@@ -47,6 +48,10 @@ class Profile:
     warmup_ratio: float = 0.1
     max_train_examples: int | None = None
     max_dev_examples: int | None = None
+    batching: str = "random"  # or "length-grouped" (train.epoch_batches)
+    precision: str = "bf16-cuda"  # or "bf16-native", "fp32" (precision.py)
+    vocab: str = "full"  # or "trimmed" (vocab.py)
+    evals_per_epoch: int = 1  # learning-curve points per epoch
     alphas_1d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_1D))
     alphas_2d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_2D))
     pairs_2d: list[str] | str = "all"
@@ -89,9 +94,13 @@ class Profile:
             not isinstance(self.seeds_2d, list) or set(self.seeds_2d) - set(self.seeds)
         ):
             bad("seeds_2d", "must be 'all' or a list of seeds from `seeds`")
-        for name in ("epochs", "batch_size", "max_length"):
+        for name in ("epochs", "batch_size", "max_length", "evals_per_epoch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")
+        for name, allowed in (("batching", BATCHINGS), ("precision", PRECISIONS),
+                              ("vocab", VOCABS)):
+            if getattr(self, name) not in allowed:
+                bad(name, f"expected one of {allowed}")
         for name in ("alphas_1d", "alphas_2d"):
             values = getattr(self, name)
             if not values or any(not isinstance(a, int | float) for a in values):
@@ -134,7 +143,9 @@ class Profile:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
                 "max_train_examples": self.max_train_examples,
-                "max_dev_examples": self.max_dev_examples, "data_source": self.data}
+                "max_dev_examples": self.max_dev_examples, "data_source": self.data,
+                "batching": self.batching, "precision": self.precision, "vocab": self.vocab,
+                "evals_per_epoch": self.evals_per_epoch}
 
     def executor_options(self) -> dict:
         """Return the keyword arguments `jobs.run_jobs` needs for this profile's executor."""

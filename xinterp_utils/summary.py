@@ -108,3 +108,21 @@ def finetune_seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
                 .agg(["mean", "std"]).reset_index())
     out = per_pair.groupby(keys)[["mean", "std"]].mean().reset_index()
     return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
+
+
+def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
+    """Return, per run and dev language of `curves` (`finetune.CURVE_COLUMNS` rows), the
+    best dev score and the epoch it came at, the last score, ``last_minus_best`` (≤ 0)
+    and ``on_plateau``: the last evaluation is within `tolerance` (absolute score) of
+    the best, i.e. more training of the same kind no longer helps."""
+    keys = ["encoder", "task", "train_langs", "seed", "run_id", "eval_lang"]
+    out = []
+    for key, group in curves.sort_values("step").groupby(keys, sort=False):
+        best = group.loc[group["score"].idxmax()]
+        last = group.iloc[-1]
+        out.append({**dict(zip(keys, key, strict=True)), "points": len(group),
+                    "best": float(best["score"]), "best_epoch": float(best["epoch"]),
+                    "last": float(last["score"]), "last_epoch": float(last["epoch"]),
+                    "last_minus_best": float(last["score"] - best["score"]),
+                    "on_plateau": bool(best["score"] - last["score"] <= tolerance)})
+    return pd.DataFrame(out)

@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,8 +27,18 @@ from .evaluate import evaluate
 from .features import batches
 from .finetune import pair_grid
 from .interpolate import IncompatibleEndpoints, InterpolationPlane, plane_coordinates
-from .model import build_task_model
-from .train import MODEL_NAME, TrainConfig, default_device, load_features, pair_configs, read_record
+from .precision import autocast_dtype
+from .train import (
+    MODEL_NAME,
+    TrainConfig,
+    build_run_model,
+    default_device,
+    identity_hparams,
+    load_features,
+    pair_configs,
+    read_record,
+)
+from .vocab import trim_state_dict, trimmed_kept
 
 RESULT_COLUMNS = [
     "encoder", "task", "source", "target", "seed", "plane", "alpha", "alpha1", "alpha2",
@@ -67,6 +77,7 @@ class SweepSpec:
         """
         what = {k: v for k, v in asdict(self).items()
                 if k not in ("planes", "alphas_1d", "alphas_2d", "alphas_2d_y")}
+        what["hparams"] = identity_hparams(what["hparams"])
         blob = json.dumps(what, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -185,23 +196,25 @@ def run_sweep(
         return path
     states, records = load_endpoints(spec, checkpoint_root)
     configs = spec.configs()
-    model = build_task_model(spec.encoder, spec.task, spec.seed)
+    tokenizer = load_tokenizer(spec.encoder)
+    eval_config = configs["bi"]
+    if spec.max_dev_examples is not None:
+        eval_config = replace(eval_config, max_dev_examples=spec.max_dev_examples)
+    # The runs' own model: with a trimmed vocabulary the plane moves only the kept rows
+    # (the others are the pretrained ones in all three end-points).
+    model = build_run_model(eval_config, tokenizer)
+    states = {role: trim_state_dict(state, model) for role, state in states.items()}
     plane = InterpolationPlane(model, states["bi"], states["src"], states["tgt"],
                                scope=spec.scope, device=device)
     del states
     # Dev sets: featurised once (cached on disk), sorted by length, moved to the device once.
-    tokenizer = load_tokenizer(spec.encoder)
-    eval_config = configs["bi"]
-    if spec.max_dev_examples is not None:
-        from dataclasses import replace
-
-        eval_config = replace(eval_config, max_dev_examples=spec.max_dev_examples)
+    kept = trimmed_kept(model)
     dev = {}
     for role, lang in langs.items():
-        feats, _ = load_features(eval_config, tokenizer, lang, "dev")
+        feats, _ = load_features(eval_config, tokenizer, lang, "dev", kept=kept)
         dev[role] = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
                      for b in batches(feats, spec.eval_batch_size, tokenizer.pad_token_id)]
-    autocast = torch.bfloat16 if str(device).startswith("cuda") else None
+    autocast = autocast_dtype(eval_config.precision, device)
     ckpts = {f"ckpt_{role}": records[role]["run_id"] for role in ("src", "tgt", "bi")}
     seen: dict[tuple[float, float], dict[str, dict]] = {}
     bar = tqdm(todo, desc=f"sweep {spec.task} {spec.source}-{spec.target} s{spec.seed}",

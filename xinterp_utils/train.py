@@ -39,6 +39,17 @@ from .features import batches, collate, featurize
 from .labels import TASKS
 from .model import TaskModel, build_task_model
 from .paths import atomic_write, remove_stale_temporaries
+from .precision import autocast_context, autocast_dtype
+from .settings import BATCHINGS, PRECISIONS, VOCABS
+from .vocab import (
+    check_covered,
+    full_state_dict,
+    kept_fingerprint,
+    kept_ids,
+    trim_embeddings,
+    trim_state_dict,
+    trimmed_kept,
+)
 
 RECORD_NAME = "record.json"
 MODEL_NAME = "model.safetensors"
@@ -65,6 +76,13 @@ class TrainConfig:
     max_dev_examples: int | None = None
     eval_batch_size: int = 64
     data_source: str | None = None  # None: offline manifest if present, else the hub
+    # How an epoch's examples form batches (App. A does not say): "random" slices the
+    # epoch's permutation; "length-grouped" forms batches of similar length from it (same
+    # examples once per epoch, far less padding; `epoch_batches`).
+    batching: str = "random"
+    precision: str = "bf16-cuda"  # precision.PRECISIONS
+    vocab: str = "full"  # "trimmed": embedding rows for the data's pieces only (vocab.py)
+    evals_per_epoch: int = 1  # dev evaluations per epoch (learning curve); selection: epoch ends
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -74,7 +92,12 @@ class TrainConfig:
                 f"TrainConfig.train_langs={self.train_langs!r}: give a non-empty tuple of codes"
             )
         object.__setattr__(self, "train_langs", tuple(self.train_langs))
-        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+        for name, allowed in (("batching", BATCHINGS), ("precision", PRECISIONS),
+                              ("vocab", VOCABS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected one "
+                                 f"of {allowed}")
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size", "evals_per_epoch"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: must be > 0")
         if not 0 <= self.warmup_ratio < 1:
@@ -96,8 +119,12 @@ class TrainConfig:
         return cls(**{**data, "train_langs": tuple(data["train_langs"])})
 
     def run_hash(self) -> str:
-        """Return a 12-hex-digit content hash of the config (the run's identity)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Return a 12-hex-digit content hash of the config (the run's identity).
+
+        Settings added after runs were committed count only when they differ from the
+        value that reproduces those runs (`IDENTITY_DEFAULTS`), so old ids stay valid.
+        """
+        blob = json.dumps(identity_hparams(self.to_dict()), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def run_dir(self, root: str | Path) -> Path:
@@ -105,6 +132,18 @@ class TrainConfig:
         encoder_slug = self.encoder.strip("/").replace("/", "--")
         langs = "+".join(self.train_langs)
         return Path(root) / encoder_slug / self.task / langs / f"seed{self.seed}-{self.run_hash()}"
+
+
+# Later settings and the value that reproduces runs made before they existed.
+IDENTITY_DEFAULTS = {"batching": "random", "precision": "bf16-cuda", "vocab": "full",
+                     "evals_per_epoch": 1}
+
+
+def identity_hparams(hparams: dict) -> dict:
+    """Return `hparams` (TrainConfig fields) without the later settings that sit at their
+    `IDENTITY_DEFAULTS` value: what run and sweep ids hash."""
+    return {k: v for k, v in hparams.items()
+            if k not in IDENTITY_DEFAULTS or v != IDENTITY_DEFAULTS[k]}
 
 
 def pair_configs(
@@ -133,12 +172,18 @@ def _capped(split, cap: int | None):
     )
 
 
-def load_features(config: TrainConfig, tokenizer, lang: str, split: str):
-    """Return (features, split) for one language's split, capped as the config says."""
+def load_features(config: TrainConfig, tokenizer, lang: str, split: str, kept=None):
+    """Return (features, split) for one language's split, capped as the config says.
+
+    With `kept` (a trimmed vocabulary's ids) a feature holding any other piece is refused
+    (`vocab.check_covered`), never mapped to `<unk>`.
+    """
     raw = load_split(config.task, lang, split, source=config.data_source)
     cap = config.max_train_examples if split == "train" else config.max_dev_examples
     raw = _capped(raw, cap)
     feats = featurize(raw, tokenizer, max_length=config.max_length, train=(split == "train"))
+    if kept is not None:
+        check_covered(feats, kept, raw, tokenizer)
     return feats, raw
 
 
@@ -157,19 +202,49 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+# Length-grouped batching sorts chunks of this many batches (as transformers'
+# group_by_length does): large enough to cut padding, small enough to keep batches random.
+MEGABATCH = 50
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """Return the example order of one epoch: a permutation fixed by (seed, epoch)."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=gen).tolist()
 
 
+def epoch_batches(lengths, batch_size: int, seed: int, epoch: int,
+                  batching: str = "random") -> list[list[int]]:
+    """Return one epoch's batches (lists of example indices), fixed by (seed, epoch).
+
+    Both ways use every example exactly once, in `ceil(n / batch_size)` batches.
+    ``random`` slices `epoch_order`. ``length-grouped`` cuts that same permutation into
+    chunks of `MEGABATCH` batches, sorts each chunk by length (longest first), slices it
+    into batches and shuffles the batches (a second stream of the same seed and epoch),
+    so a batch holds examples of similar length and padding nearly vanishes.
+    """
+    if batching not in BATCHINGS:
+        raise ValueError(f"batching={batching!r}: expected one of {BATCHINGS}")
+    n = len(lengths)
+    order = epoch_order(n, seed, epoch)
+    if batching == "random":
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    out = []
+    for start in range(0, n, MEGABATCH * batch_size):
+        chunk = sorted(order[start:start + MEGABATCH * batch_size], key=lambda i: -lengths[i])
+        out.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 1_000_000_007)
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+
+
 # --------------------------------------------------------------------------- state
 
 
 def parameter_fingerprint(model: torch.nn.Module) -> str:
-    """Return a sha256 (16 hex digits) over all parameter names, shapes and bytes."""
+    """Return a sha256 (16 hex digits) over all parameter names, shapes and bytes (of the
+    full-vocabulary state: a trimmed model and its saved checkpoint agree)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(full_state_dict(model).items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
@@ -193,16 +268,18 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_model(model: torch.nn.Module, path: Path, metadata: dict | None = None) -> None:
-    """Write the model's state dict to `path` as safetensors, atomically."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    """Write the model's state dict to `path` as safetensors, atomically (full vocabulary:
+    a trimmed embedding is written back into the pretrained matrix)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in full_state_dict(model).items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     with atomic_write(path) as handle:
         handle.write(safetensors_bytes(tensors, metadata=meta))
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load safetensors weights into `model` (strict: every key must match)."""
-    model.load_state_dict(load_file(str(path)), strict=True)
+    """Load safetensors weights into `model` (strict: every key must match; a trimmed
+    embedding takes its kept rows of the saved full matrix)."""
+    model.load_state_dict(trim_state_dict(load_file(str(path)), model), strict=True)
 
 
 def read_record(run_dir: str | Path) -> dict | None:
@@ -253,24 +330,135 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _autocast_dtype(device: str):
-    # bf16 autocast on GPUs (App. A trains in mixed precision); fp32 on CPU, where bf16
-    # autocast is slower than fp32 on most machines and changes results.
-    return torch.bfloat16 if device.startswith("cuda") else None
+def build_run_model(config: TrainConfig, tokenizer) -> TaskModel:
+    """Return the run's initial TaskModel (pretrained encoder, head drawn from the seed),
+    with its embedding trimmed to the data's pieces when ``config.vocab == "trimmed"``."""
+    model = build_task_model(config.encoder, config.task, config.seed)
+    if config.vocab == "trimmed":
+        trim_embeddings(model.encoder, kept_ids(tokenizer, config.task, config.data_source))
+    return model
 
 
 def dev_scores(model: TaskModel, config: TrainConfig, tokenizer, langs, device: str) -> dict:
-    """Return {lang: evaluate(...) result} of `model` on each language's (capped) dev set."""
+    """Return {lang: evaluate(...) result} of `model` on each language's (capped) dev set,
+    in the run's precision (`config.precision` on `device`)."""
     scores = {}
+    kept = trimmed_kept(model)
     for lang in langs:
-        feats, raw = load_features(config, tokenizer, lang, "dev")
+        feats, raw = load_features(config, tokenizer, lang, "dev", kept=kept)
         result = evaluate(
             model, batches(feats, config.eval_batch_size, tokenizer.pad_token_id),
-            config.task, device=device, autocast_dtype=_autocast_dtype(device),
+            config.task, device=device,
+            autocast_dtype=autocast_dtype(config.precision, device), progress=False,
         )
         result["fingerprint"] = raw.fingerprint
         scores[lang] = result
     return scores
+
+
+def eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """Return the steps within an epoch (1-based counts of steps done) after which the
+    dev sets are evaluated: `evals_per_epoch` evenly spaced points, the last one the
+    epoch's end (the only one that selects the model)."""
+    points = {max(1, round(k * steps_per_epoch / evals_per_epoch))
+              for k in range(1, evals_per_epoch + 1)}
+    return sorted(points)
+
+
+class _Training:
+    """The mutable state of one run between saves: model, optimiser, schedule, position
+    in the epochs, the best model so far and the learning curve."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, model: TaskModel,
+                 steps_per_epoch: int, device: str):
+        self.config, self.run_dir, self.model = config, run_dir, model
+        self.optimizer = make_optimizer(model, config)
+        self.total_steps = steps_per_epoch * config.epochs
+        self.scheduler = linear_warmup_decay(self.optimizer, self.total_steps,
+                                             config.warmup_ratio)
+        self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0,
+                         "last_loss": None, "loss_sum": 0.0, "loss_steps": 0}
+        self.best = {"score": -math.inf, "epoch": None}
+        self.history: list[dict] = []
+        self.init_fingerprint = parameter_fingerprint(model)
+        self.state_path = run_dir / STATE_NAME
+
+    def resume(self) -> None:
+        """Continue from the run's saved state, when there is one."""
+        if not self.state_path.is_file():
+            return
+        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        if TrainConfig.from_dict(state["config"]).run_hash() != self.config.run_hash():
+            raise ValueError(f"{self.state_path}: saved for a different config; delete it "
+                             "to restart")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.position, self.best = state["position"], state["best"]
+        self.history, self.init_fingerprint = state["history"], state["init_fingerprint"]
+        _set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        """Write the full training state atomically (model, Adam, schedule, RNG, curve)."""
+        state = {"config": self.config.to_dict(), "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "position": self.position,
+                 "best": self.best, "history": self.history,
+                 "init_fingerprint": self.init_fingerprint, "rng": _rng_state()}
+        with atomic_write(self.state_path) as handle:
+            torch.save(state, handle)
+
+    def step(self, batch: dict, autocast) -> float:
+        """Take one optimiser step on `batch`; return its loss."""
+        with autocast_context(batch["input_ids"].device, autocast):
+            loss, _ = self.model(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        value = float(loss.item())
+        pos = self.position
+        pos["step_in_epoch"] += 1
+        pos["global_step"] += 1
+        pos["last_loss"] = value
+        pos["loss_sum"] += value
+        pos["loss_steps"] += 1
+        return value
+
+    def evaluate(self, scores: dict, *, select: bool, steps_per_epoch: int) -> None:
+        """Add a learning-curve point (dev scores `scores`, mean training loss since the
+        last point); at an epoch's end, keep the model if it is the best so far."""
+        pos = self.position
+        mean = float(np.mean([s["score"] for s in scores.values()]))
+        self.history.append({
+            "epoch": pos["epoch"], "step": pos["global_step"],
+            "epochs_done": round(pos["global_step"] / steps_per_epoch, 6),
+            "loss": pos["last_loss"],
+            "mean_loss": pos["loss_sum"] / max(1, pos["loss_steps"]),
+            "dev": {lang: s["score"] for lang, s in scores.items()}, "dev_mean": mean,
+            "selection": select,
+        })
+        pos["loss_sum"], pos["loss_steps"] = 0.0, 0
+        self.model.train()
+        if select and mean > self.best["score"]:
+            # The record reports these results: the saved weights are exactly these.
+            self.best = {"score": mean, "epoch": pos["epoch"], "dev_scores": scores,
+                         "model_fingerprint": parameter_fingerprint(self.model)}
+            save_model(self.model, self.run_dir / MODEL_NAME,
+                       {"run": self.config.run_hash(), "epoch": pos["epoch"]})
+
+
+def _training_features(config: TrainConfig, tokenizer, kept):
+    """Return (features of all training languages, data fingerprints)."""
+    features, fingerprints = [], {}
+    for lang in config.train_langs:
+        feats, raw = load_features(config, tokenizer, lang, "train", kept=kept)
+        features.extend(feats)
+        fingerprints[f"{lang}/train"] = raw.fingerprint
+        if raw.substitute:
+            fingerprints[f"{lang}/train:substitute"] = raw.substitute
+    return features, fingerprints
 
 
 def train(
@@ -286,114 +474,73 @@ def train(
 
     A finished run (record with status "finished") is returned as is. The selected
     model is the one with the best mean dev score over the training languages, checked
-    after every epoch. `stop_after_steps` ends the process's work early (tests,
-    time-boxed jobs) with the state saved, so a later call continues.
+    after every epoch (`evals_per_epoch` adds learning-curve points between). 
+    `stop_after_steps` ends the process's work early (tests, time-boxed jobs) with the
+    state saved, so a later call continues.
     """
     device = device or default_device()
     run_dir = config.run_dir(checkpoint_root)
     record = read_record(run_dir)
     if record is not None and record.get("status") == "finished":
         return record
+
+    # Everything that can fail on bad input (tokenizer, data, encoder) comes before the
+    # run folder exists.
+    tokenizer = load_tokenizer(config.encoder)
+    model = build_run_model(config, tokenizer)
+    kept = trimmed_kept(model)
+    train_feats, fingerprints = _training_features(config, tokenizer, kept)
+    if not train_feats:
+        raise ValueError(f"{run_dir}: no training examples for {config.train_langs}")
     run_dir.mkdir(parents=True, exist_ok=True)
     # A run killed while saving leaves its temporary file (GBs for large models) behind.
     remove_stale_temporaries(run_dir)
 
-    tokenizer = load_tokenizer(config.encoder)
-    train_feats, fingerprints = [], {}
-    for lang in config.train_langs:
-        feats, raw = load_features(config, tokenizer, lang, "train")
-        train_feats.extend(feats)
-        fingerprints[f"{lang}/train"] = raw.fingerprint
-        if raw.substitute:
-            fingerprints[f"{lang}/train:substitute"] = raw.substitute
-    if not train_feats:
-        raise ValueError(f"{run_dir}: no training examples for {config.train_langs}")
-
-    model = build_task_model(config.encoder, config.task, config.seed).to(device)
-    init_fp = parameter_fingerprint(model)
-    optimizer = make_optimizer(model, config)
+    model.to(device)
+    lengths = [len(f["input_ids"]) for f in train_feats]
     steps_per_epoch = math.ceil(len(train_feats) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = linear_warmup_decay(optimizer, total_steps, config.warmup_ratio)
-
-    position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "last_loss": None,
-                "epoch_loss_sum": 0.0}
-    best = {"score": -math.inf, "epoch": None}
-    history: list[dict] = []
+    run = _Training(config, run_dir, model, steps_per_epoch, device)
     torch.manual_seed(config.seed)  # dropout stream, after the head was initialised
-    state_path = run_dir / STATE_NAME
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["config"] != config.to_dict():
-            raise ValueError(f"{state_path}: saved for a different config; delete it to restart")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        position, best, history = state["position"], state["best"], state["history"]
-        init_fp = state["init_fingerprint"]
-        _set_rng_state(state["rng"])
+    run.resume()
 
-    def save_state() -> None:
-        state = {"config": config.to_dict(), "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "position": position, "best": best, "history": history,
-                 "init_fingerprint": init_fp, "rng": _rng_state()}
-        with atomic_write(state_path) as handle:
-            torch.save(state, handle)
-
-    autocast = _autocast_dtype(device)
+    autocast = autocast_dtype(config.precision, device)
+    checkpoints = eval_steps(steps_per_epoch, config.evals_per_epoch)
     pad_id = tokenizer.pad_token_id
     started = time.time()
     steps_this_call = 0
-    bar = tqdm(total=total_steps, initial=position["global_step"], disable=not progress,
-               desc=f"{config.task} {'+'.join(config.train_langs)} seed {config.seed}",
-               unit="step", dynamic_ncols=True)
-    while position["epoch"] < config.epochs:
-        epoch = position["epoch"]
-        order = epoch_order(len(train_feats), config.seed, epoch)
+    bar = tqdm(total=run.total_steps, initial=run.position["global_step"],
+               disable=not progress, unit="step", dynamic_ncols=True,
+               desc=f"{config.task} {'+'.join(config.train_langs)} seed {config.seed}")
+    pos = run.position
+    while pos["epoch"] < config.epochs:
+        epoch_plan = epoch_batches(lengths, config.batch_size, config.seed, pos["epoch"],
+                                   config.batching)
         model.train()
-        for step in range(position["step_in_epoch"], steps_per_epoch):
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            batch = {k: v.to(device) if torch.is_tensor(v) else v
-                     for k, v in collate([train_feats[i] for i in idx], pad_id).items()}
+        while pos["step_in_epoch"] < steps_per_epoch:
             tick = time.time()
-            with torch.autocast(device.split(":")[0], dtype=autocast, enabled=autocast is not None):
-                loss, _ = model(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            position["step_in_epoch"] = step + 1
-            position["global_step"] += 1
-            position["last_loss"] = float(loss.item())
-            position["epoch_loss_sum"] += position["last_loss"]
+            batch = collate([train_feats[i] for i in epoch_plan[pos["step_in_epoch"]]], pad_id)
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss = run.step(batch, autocast)
             steps_this_call += 1
             tokens = int(batch["attention_mask"].sum())
-            bar.set_postfix(loss=f"{position['last_loss']:.4f}",
+            bar.set_postfix(loss=f"{loss:.4f}",
                             tok_s=f"{tokens / max(time.time() - tick, 1e-9):.0f}")
             bar.update(1)
-            if position["global_step"] % save_every_steps == 0:
-                save_state()
+            if pos["step_in_epoch"] in checkpoints:
+                at_end = pos["step_in_epoch"] == steps_per_epoch
+                scores = dev_scores(model, config, tokenizer, config.train_langs, device)
+                run.evaluate(scores, select=at_end, steps_per_epoch=steps_per_epoch)
+                if not at_end:
+                    run.save()
+            elif pos["global_step"] % save_every_steps == 0:
+                run.save()
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                save_state()
+                run.save()
                 bar.close()
-                return {"status": "interrupted", "position": dict(position)}
-        # End of epoch: model selection on the training languages' dev sets.
-        scores = dev_scores(model, config, tokenizer, config.train_langs, device)
-        mean = float(np.mean([s["score"] for s in scores.values()]))
-        history.append({"epoch": epoch, "loss": position["last_loss"],
-                        "mean_loss": position["epoch_loss_sum"] / steps_per_epoch,
-                        "dev": {lang: s["score"] for lang, s in scores.items()},
-                        "dev_mean": mean})
-        if mean > best["score"]:
-            # The record reports these results: the saved weights are exactly these.
-            best = {"score": mean, "epoch": epoch, "dev_scores": scores,
-                    "model_fingerprint": parameter_fingerprint(model)}
-            save_model(model, run_dir / MODEL_NAME, {"run": config.run_hash(), "epoch": epoch})
-        position = {**position, "epoch": epoch + 1, "step_in_epoch": 0, "epoch_loss_sum": 0.0}
-        if position["epoch"] < config.epochs:  # after the last epoch the record follows
-            save_state()
+                return {"status": "interrupted", "position": dict(pos)}
+        pos.update(epoch=pos["epoch"] + 1, step_in_epoch=0)
+        if pos["epoch"] < config.epochs:  # after the last epoch the record follows
+            run.save()
     bar.close()
 
     record = {
@@ -402,23 +549,35 @@ def train(
         "run_dir": str(run_dir),
         "config": config.to_dict(),
         "encoder_fingerprint": encoder_fingerprint(config.encoder),
-        "init_fingerprint": init_fp,
-        "model_fingerprint": best["model_fingerprint"],
+        "init_fingerprint": run.init_fingerprint,
+        "model_fingerprint": run.best["model_fingerprint"],
         "data_fingerprints": fingerprints,
-        "best_epoch": best["epoch"],
-        "best_dev_mean": best["score"],
-        "history": history,
-        "dev_scores": dict(best["dev_scores"]),
+        "best_epoch": run.best["epoch"],
+        "best_dev_mean": run.best["score"],
+        "history": run.history,
+        "dev_scores": dict(run.best["dev_scores"]),
         "train_examples": len(train_feats),
-        "total_steps": total_steps,
+        "total_steps": run.total_steps,
         "device": device,
         "autocast": str(autocast) if autocast else None,
+        "vocab": ({"kept": len(kept), "fingerprint": kept_fingerprint(kept)}
+                  if kept is not None else "full"),
         "versions": library_versions(),
         "seconds_last_call": round(time.time() - started, 1),
     }
     write_record(run_dir, record)
-    state_path.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
+    run.state_path.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
     return record
+
+
+def load_run_model(config: TrainConfig, checkpoint_root: str | Path, tokenizer) -> TaskModel:
+    """Return the selected model of a finished run (trimmed as the config says), on the CPU."""
+    run_dir = config.run_dir(checkpoint_root)
+    if not (run_dir / MODEL_NAME).is_file():
+        raise FileNotFoundError(f"{run_dir / MODEL_NAME}: no model; train the run first")
+    model = build_run_model(config, tokenizer)
+    load_model_weights(model, run_dir / MODEL_NAME)
+    return model
 
 
 def ensure_dev_scores(
@@ -437,22 +596,10 @@ def ensure_dev_scores(
     missing = [lang for lang in langs if lang not in record["dev_scores"]]
     if missing:
         tokenizer = load_tokenizer(config.encoder)
-        model = build_task_model(config.encoder, config.task, config.seed)
-        load_model_weights(model, run_dir / MODEL_NAME)
-        model.to(device)
+        model = load_run_model(config, checkpoint_root, tokenizer).to(device)
         record["dev_scores"].update(dev_scores(model, config, tokenizer, missing, device))
         write_record(run_dir, record)
     return record
-
-
-def load_trained_model(config: TrainConfig, checkpoint_root: str | Path) -> TaskModel:
-    """Return the selected model of a finished run, on the CPU."""
-    run_dir = config.run_dir(checkpoint_root)
-    if not (run_dir / MODEL_NAME).is_file():
-        raise FileNotFoundError(f"{run_dir / MODEL_NAME}: no model; train the run first")
-    model = build_task_model(config.encoder, config.task, config.seed)
-    load_model_weights(model, run_dir / MODEL_NAME)
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:
