@@ -238,11 +238,50 @@ def test_seed_variance_normalises_before_taking_variance():
         assert (part["n_seeds"] == 3).all()
     agg = analysis.normalised_variance(make_results(), by=("plane", "line"))
     row = agg[(agg["plane"] == "eq2") & (agg["line"] == "other language") & (agg["alpha"] == 0)]
-    values = [c**2 for c in C_SEED.values()]
-    ref = stats.t.interval(0.95, 1, loc=np.mean(values), scale=stats.sem(values))
+    values = [c**2 for c in C_SEED.values()]  # two pairs, three seeds each: 2 + 2 dof
     assert row["mean"].item() == pytest.approx(np.mean(values))
+    assert row["n"].item() == 2 and row["dof"].item() == 4
+    # chi-square interval with 4 dof, quantiles from scipy: not the old t-interval
+    pooled = np.mean(values)
+    ref = (4 * pooled / stats.chi2.ppf(0.975, 4), 4 * pooled / stats.chi2.ppf(0.025, 4))
     assert (row["lo"].item(), row["hi"].item()) == pytest.approx(ref)
-    assert row["n"].item() == 2
+    assert (agg["lo"].dropna() >= 0).all() and (agg["lo"] <= agg["mean"]).all()
+    assert (agg["mean"] <= agg["hi"]).all()
+
+
+def test_variance_ci_is_the_chi_square_interval_on_hand_made_numbers():
+    # Three seeds scoring 0.9, 1.0, 1.2: s² = (0.1333² + 0.0333² + 0.1667²) / 2 = 0.07 / 3.
+    s2 = float(np.var([0.9, 1.0, 1.2], ddof=1))
+    assert s2 == pytest.approx(0.07 / 3)
+    # With 2 dof the chi-square quantile has a closed form: χ²_q(2) = -2 ln(1 - q).
+    q_hi, q_lo = -2 * math.log(0.025), -2 * math.log(0.975)  # 7.3778, 0.050636
+    lo, hi = analysis.variance_ci(s2, 2)
+    assert float(lo) == pytest.approx(2 * s2 / q_hi) and float(lo) == pytest.approx(0.0063253, abs=1e-7)
+    assert float(hi) == pytest.approx(2 * s2 / q_lo) and float(hi) == pytest.approx(0.921617, abs=1e-6)
+    assert 0 <= float(lo) < s2 < float(hi)
+    # A symmetric t-interval on these numbers would have gone below 0; this one cannot.
+    for var in (0.0, 1e-9, 0.5):
+        lo, hi = analysis.variance_ci(var, 3, confidence=0.9)
+        assert 0 <= float(lo) <= var <= float(hi)
+    lo, hi = analysis.variance_ci([0.1, 0.2], [0, 1])  # one seed: no interval
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and not np.isnan(lo[1])
+    with pytest.raises(ValueError, match="confidence"):
+        analysis.variance_ci(0.1, 2, confidence=95)
+
+
+def test_fig5_band_stays_above_zero_where_the_t_interval_did_not():
+    # Two pairs with very different seed variances: the mean ± t·sem dips below 0.
+    rows = make_results()
+    agg = analysis.normalised_variance(rows, by=("plane", "line"))
+    part = agg[(agg["plane"] == "eq1") & (agg["line"] == "other language")]
+    per_pair = analysis.seed_variance(rows)
+    t_lo = []
+    for alpha in part["alpha"]:
+        values = per_pair[(per_pair["plane"] == "eq1") & (per_pair["line"] == "other language")
+                          & (per_pair["alpha"] == alpha)]["var"]
+        t_lo.append(analysis.mean_ci(values)[1])
+    assert min(t_lo) < 0  # the old band went below zero here
+    assert (part["lo"] >= 0).all()
 
 
 # ---------------------------------------------------------------- geometry

@@ -146,3 +146,32 @@ def test_attachment_scores_errors():
         metrics.attachment_scores(heads, heads, heads, heads, np.array([[-100, U["PUNCT"]]]))
     with pytest.raises(ValueError, match="shape mismatch"):
         metrics.attachment_scores(heads, heads, heads, heads, np.array([-100, 1]))
+
+
+def test_orphan_i_tags_open_a_span_on_gold_and_predictions_alike():
+    # Gold as in WikiANN zh: I- right after O. conlleval counts it as a span start.
+    gold = [["O", "I-PER", "I-PER", "O", "I-LOC"]]
+    pred = [["O", "B-PER", "I-PER", "O", "I-LOC"]]
+    assert metrics.span_scores(pred, gold) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    # A type change inside a run of I- tags starts a new span on either side.
+    gold = [["I-PER", "I-LOC"]]
+    assert metrics.span_scores([["B-PER", "B-LOC"]], gold)["f1"] == 1.0
+    assert metrics.span_scores([["B-PER", "I-PER"]], gold)["f1"] == 0.0
+
+
+def test_zh_wikiann_gold_has_orphan_i_tags_as_the_docs_say(data_dir):
+    # metrics.span_scores and the README quote these counts.
+    from xinterp_utils.data import load_split
+
+    def orphans(split):
+        sentences = 0
+        for ex in load_split("ner", "zh", split).examples:
+            prev = ["O", *ex.tags[:-1]]
+            if any(t.startswith("I-") and (p == "O" or p[2:] != t[2:])
+                   for p, t in zip(prev, ex.tags, strict=True)):
+                sentences += 1
+        return sentences
+
+    assert orphans("train") == 731 and orphans("dev") == 359
+    en = load_split("ner", "en", "train").examples
+    assert all(metrics.repair_bio(ex.tags) == list(ex.tags) for ex in en)  # valid IOB2

@@ -99,3 +99,84 @@ def test_default_profile_command_prints_the_name(capsys, monkeypatch):
     assert main(["default-profile"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == "demo" and "so the demo profile" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "value", "why"),
+    [
+        ("seeds=[1, x]", "seeds", "[1, 'x']", "seed 'x' is not an integer"),
+        ("seeds=[1, 2.5]", "seeds", "[1, 2.5]", "seed 2.5 is not an integer"),
+        ("seeds=[true]", "seeds", "[True]", "seed True is not an integer"),
+        ("seeds_2d=[x]", "seeds_2d", "['x']", "seed 'x' is not an integer"),
+        ("lr=-1", "lr", "-1", "must be a number > 0"),
+        ("lr=0", "lr", "0", "must be a number > 0"),
+        ("lr=2e-5", "lr", "'2e-5'", "YAML reads 2e-5 as text"),
+        ("lr=.nan", "lr", "nan", "must be a number"),
+        ("warmup_ratio=1", "warmup_ratio", "1", "must be a number < 1"),
+        ("warmup_ratio=-0.1", "warmup_ratio", "-0.1", "must be a number >= 0"),
+        ("epochs=0", "epochs", "0", "must be an integer >= 1"),
+        ("epochs=1.5", "epochs", "1.5", "must be an integer"),
+        ("batch_size=0", "batch_size", "0", "must be an integer >= 1"),
+        ("batch_size=true", "batch_size", "True", "must be an integer"),
+        ("max_length=-3", "max_length", "-3", "must be an integer >= 1"),
+        ("max_train_examples=0", "max_train_examples", "0", "must be an integer >= 1"),
+        ("max_train_examples=many", "max_train_examples", "'many'", "integer or null"),
+        ("max_dev_examples=-1", "max_dev_examples", "-1", "must be an integer >= 1"),
+        ("alphas_1d=[0, x]", "alphas_1d", "[0, 'x']", "list of (finite) numbers"),
+        ("alphas_2d=[0, true]", "alphas_2d", "[0, True]", "list of (finite) numbers"),
+        ("alphas_2d=[]", "alphas_2d", "[]", "non-empty list"),
+    ],
+)
+def test_numeric_and_seed_overrides_are_checked_naming_field_and_value(override, field, value,
+                                                                       why):
+    with pytest.raises(ValueError) as info:
+        load_profile("smoke", [override])
+    message = str(info.value)
+    assert f"{field}={value}:" in message and why in message, message
+
+
+def test_valid_numeric_overrides_pass():
+    cfg = load_profile("smoke", ["lr=2.0e-5", "warmup_ratio=0", "max_train_examples=null",
+                                 "max_dev_examples=1", "epochs=1", "alphas_1d=[0, 0.5, 1]"])
+    assert (cfg.lr, cfg.warmup_ratio, cfg.max_train_examples) == (2e-5, 0, None)
+
+
+def _encoder_folder(tmp_path, *files):
+    folder = tmp_path / "my-encoder"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("files", "why"),
+    [
+        (None, "no such folder"),
+        (("tokenizer.json",), "has no config.json"),
+        (("config.json", "model.safetensors"), "has no tokenizer files"),
+    ],
+)
+@pytest.mark.parametrize("command", ["profile", "prepare"])
+def test_bad_encoder_folder_is_refused_by_profile_and_prepare(tmp_path, capsys, files, why,
+                                                              command):
+    from xinterp_utils import cli
+
+    folder = tmp_path / "my-encoder" if files is None else _encoder_folder(tmp_path, *files)
+    status = cli.main([command, "smoke", f"encoders=[{folder}]", *(
+        ["--figures", str(tmp_path / "fig")] if command == "prepare" else [])])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"xinterp {command}: error:" in err and "encoders=" in err
+    assert str(folder) in err and why in err
+    assert not (tmp_path / "fig").exists()  # refused before any work
+
+
+def test_offline_hub_and_complete_folder_encoders_pass(tmp_path):
+    folder = _encoder_folder(tmp_path, "config.json", "tokenizer.json")
+    names = ("offline, offline-small, bert-base-multilingual-cased, "
+             f"FacebookAI/xlm-roberta-large, {folder}")
+    cfg = load_profile("smoke", [f"encoders=[{names}]"])
+    assert cfg.encoders[-1] == str(folder)
+    with pytest.raises(ValueError, match=r"encoders=.*'\./typo/enc'.*no such folder"):
+        load_profile("smoke", ["encoders=[./typo/enc]"])

@@ -11,8 +11,10 @@ Conventions (paper Section 5, Apps. B-E):
   pair, seed, interpolation scope and evaluation language).
 - Fig. 2's lines are "the language of the monolingual end-point" and "the other
   language": for Eq. 1 the end-point is θ_src, for Eq. 2 it is θ_tgt.
-- Confidence intervals are Student-t intervals over all rows pooled in a group (each
-  row one (language pair, task, seed) observation), n - 1 degrees of freedom.
+- Confidence intervals of means are Student-t intervals over all rows pooled in a group
+  (each row one (language pair, task, seed) observation), n - 1 degrees of freedom.
+- The variance across seeds (Fig. 5) gets a chi-square interval instead
+  (`variance_ci`): it is never below 0, as a variance cannot be.
 """
 
 from __future__ import annotations
@@ -371,17 +373,57 @@ def seed_variance(df: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(var=lambda s: s.var(ddof=1), n_seeds="count").reset_index()
 
 
+def variance_ci(var, dof, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Return (lo, hi): the chi-square confidence interval of a variance σ².
+
+    `var` is an estimate of σ² with `dof` degrees of freedom (a sample variance of n
+    values has n - 1; a pooled one the sum of its parts'). Under normal observations
+    dof·var/σ² ~ χ²(dof), so the interval is
+
+        [dof·var / χ²_{(1+c)/2}(dof),  dof·var / χ²_{(1-c)/2}(dof)]
+
+    with c = `confidence` and χ²_q(ν) the q-quantile. Both bounds are ≥ 0 for var ≥ 0
+    and the interval is not symmetric about `var`. NaN where dof < 1 or var is NaN.
+    Arrays broadcast; units are those of `var`.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    var = np.asarray(var, dtype=float)
+    dof = np.asarray(dof, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nu = np.where(dof >= 1, dof, np.nan)
+        upper_q = stats.chi2.ppf(0.5 + confidence / 2, nu)
+        lower_q = stats.chi2.ppf(0.5 - confidence / 2, nu)
+        return nu * var / upper_q, nu * var / lower_q
+
+
 def normalised_variance(
     df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY_VARIANCE, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """Return the seed variance of the normalised score (see `seed_variance`) aggregated per α.
+    """Return the seed variance of the normalised score (see `seed_variance`) pooled per α.
 
-    Per-pair variances are pooled across everything not in `by` (pairs, tasks); columns
-    `by`, `alpha`, `mean`, `lo`, `hi` (t-interval), `n` (pairs x tasks pooled; pairs with
-    one seed are left out).
+    Per-pair variances s²_i (n_i seeds each) are pooled across everything not in `by`
+    (pairs, tasks): `mean` = Σ(n_i - 1)·s²_i / Σ(n_i - 1), which is their plain mean when
+    every pair has the same number of seeds. `lo`, `hi` are its chi-square interval
+    (`variance_ci`) with `dof` = Σ(n_i - 1) degrees of freedom, which treats the pooled
+    pairs as sharing one variance. Columns: `by`, `alpha`, `mean`, `lo`, `hi`, `n` (pairs
+    x tasks pooled; pairs with one seed are left out), `dof`. Unitless, all ≥ 0.
     """
     per_pair = seed_variance(df)
-    return _aggregate(per_pair, [*by, "alpha"], "var", confidence)
+    keys = [*by, "alpha"]
+    missing = [c for c in keys if c not in per_pair.columns]
+    if missing:
+        raise ValueError(f"cannot group by {missing}: no such column(s) in the table")
+    has_var = per_pair["var"].notna()
+    per_pair["dof"] = np.where(has_var, per_pair["n_seeds"] - 1, 0)
+    per_pair["weighted"] = np.where(has_var, per_pair["var"] * per_pair["dof"], 0.0)
+    out = per_pair.groupby(keys, sort=True, dropna=False).agg(
+        weighted=("weighted", "sum"), dof=("dof", "sum"), n=("var", "count")).reset_index()
+    dof = out["dof"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mean"] = np.where(dof > 0, out["weighted"].to_numpy(float) / dof, np.nan)
+    out["lo"], out["hi"] = variance_ci(out["mean"].to_numpy(), dof, confidence)
+    return out[keys + ["mean", "lo", "hi", "n", "dof"]]
 
 
 # --------------------------------------------------------------------------- geometry

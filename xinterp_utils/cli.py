@@ -1,4 +1,5 @@
-"""Command line: `xinterp prepare|build-encoder|table1|profile|default-profile` (also `python -m xinterp_utils`)."""
+"""Command line: `xinterp prepare|build-encoder|table1|figures|profile|default-profile`
+(also `python -m xinterp_utils`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,27 @@ def _table1(args) -> int:
     return 0
 
 
+def _figures(args) -> int:
+    import time
+
+    from .figures import redraw
+    from .profiles import load_profile
+
+    overrides = list(args.overrides)
+    if "=" in args.profile:  # `xinterp figures seeds=[1]`: an override, not a profile name
+        overrides.insert(0, args.profile)
+        args.profile = "repro"
+    profile = load_profile(args.profile, overrides)
+    results = Path(args.results or repo_root() / profile.results)
+    out = Path(args.out or repo_root() / profile.figures)
+    start = time.perf_counter()
+    paths = redraw(profile, results, out, table1=not args.no_table1,
+                   log=lambda line: print(line, flush=True))
+    print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.1f} s "
+          f"(from {results})", flush=True)
+    return 0
+
+
 def _profile(args) -> int:
     from .profiles import load_profile
 
@@ -75,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(repo_root() / "figures"))
     p.add_argument("--data", default=None, help="offline data folder or 'hub'")
     p.set_defaults(run=_table1)
+
+    p = sub.add_parser("figures", help="redraw every figure and Table 1 from results/ "
+                                       "(no model, no GPU)")
+    p.add_argument("profile", nargs="?", default="repro", help="profile (default: repro)")
+    p.add_argument("overrides", nargs="*", help="key=value (YAML values)")
+    p.add_argument("--results", default=None, help="results folder (default: the profile's)")
+    p.add_argument("--out", default=None, help="output folder (default: the profile's figures)")
+    p.add_argument("--no-table1", action="store_true",
+                   help="leave Table 1 out (it reads the data folder, not results/)")
+    p.set_defaults(run=_figures)
 
     p = sub.add_parser("profile", help="print a profile with overrides applied")
     p.add_argument("profile")

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -40,12 +41,36 @@ def resolve_encoder(name: str) -> str | Path:
         return offline_encoder.build_offline_encoder()
     if name == "offline-small":
         return offline_encoder.build_small_offline_encoder()
+    return check_encoder_name(name)
+
+
+def check_encoder_name(name: str) -> str | Path:
+    """Return what `name` refers to, building and loading nothing: `name` itself for
+    `offline`, `offline-small` and hub ids (`name` or `owner/name`), the resolved Path of
+    a local folder.
+
+    Raises FileNotFoundError naming the encoder for a path that is not a folder (one
+    starting with `/`, `.` or `~`, or with more than one `/`), and for a folder without
+    a `config.json` or without tokenizer files (`tokenizer.json` or one of
+    `_TOKENIZER_FALLBACKS`). Whether a hub id exists is not checked here (no network).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"encoder {name!r}: expected a non-empty name or folder")
+    if name in OFFLINE_NAMES:
+        return name
     path = Path(name).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"encoder {name!r}: folder {path} has no config.json")
+        tokenizer_files = ("tokenizer.json", *_TOKENIZER_FALLBACKS)
+        if not any((path / f).is_file() for f in tokenizer_files):
+            raise FileNotFoundError(f"encoder {name!r}: folder {path} has no tokenizer files "
+                                    f"(one of {', '.join(tokenizer_files)})")
         return path.resolve()
     # A hub id is `name` or `owner/name`; anything else that looks like a path is a typo.
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
-        raise FileNotFoundError(f"encoder {name!r}: no such folder")
+        what = "not a folder" if path.exists() else "no such folder"
+        raise FileNotFoundError(f"encoder {name!r}: {what}")
     return name
 
 
@@ -94,7 +119,10 @@ def load_encoder(name: str, *, dtype=None):
         config = AutoConfig.from_pretrained(source)
         if _accepts_add_pooling_layer(config):
             kwargs["add_pooling_layer"] = False
-        model = AutoModel.from_pretrained(source, config=config, **kwargs)
+        with _load_report_unless_weights_missing() as hold:
+            model, info = AutoModel.from_pretrained(source, config=config,
+                                                    output_loading_info=True, **kwargs)
+            hold.info = info
     model.eval()
     return model, load_tokenizer(name)
 
@@ -130,6 +158,48 @@ def _accepts_add_pooling_layer(config) -> bool:
     except KeyError:
         return False
     return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+
+
+class _HeldLoadReport(logging.Filter):
+    """Holds back transformers' "LOAD REPORT" warning until the load's outcome is known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+        self.info: dict | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.held.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _load_report_unless_weights_missing():
+    """Around `from_pretrained(..., output_loading_info=True)`: drop transformers' load
+    report when it lists only *unexpected* checkpoint tensors, and emit it unchanged
+    otherwise (a weight missing from the checkpoint, a shape mismatch, or a failed load).
+
+    Loading a base encoder leaves out, by design, whatever else its checkpoint holds: the
+    pooler we do not build and the pre-training heads of hub checkpoints (`cls.*`,
+    `lm_head.*`), which transformers 5 reports as UNEXPECTED on every load. Missing or
+    mismatched weights would be randomly initialised, and that report still shows. Set
+    the caller's `hold.info` to the loading info `from_pretrained` returned.
+    """
+    logger = logging.getLogger("transformers.modeling_utils")
+    hold = _HeldLoadReport()
+    logger.addFilter(hold)
+    try:
+        yield hold
+    finally:
+        logger.removeFilter(hold)
+        info = hold.info
+        benign = info is not None and not info.get("missing_keys") and not info.get(
+            "mismatched_keys") and not info.get("error_msgs")
+        if not benign:
+            for record in hold.held:
+                logger.handle(record)
 
 
 def _unavailable(name: str, why: str) -> EncoderUnavailableError:

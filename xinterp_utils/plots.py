@@ -277,8 +277,10 @@ def fig5_variance(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
                   scope: str = "all", confidence: float = 0.95) -> Figure:
     """Return Fig. 5: variance across seeds of the normalised score vs α, one panel per encoder.
 
-    Lines: Eq. 1 / Eq. 2 x end-point / other language, mean over pairs and tasks with
-    shaded CI (see `analysis.seed_variance` for the normalisation).
+    Lines: Eq. 1 / Eq. 2 x end-point / other language, the seed variance pooled over
+    pairs and tasks with its shaded chi-square interval, which never goes below 0 (see
+    `analysis.normalised_variance` and `analysis.variance_ci`; `analysis.seed_variance`
+    for the normalisation).
     """
     what = "figure 5"
     rows = _select(df[df["plane"].isin(analysis.PLANES_1D)], what, scope=scope)
@@ -295,7 +297,8 @@ def fig5_variance(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
         ax.set_xlabel(_X_LABEL_1D)
     axes[0, 0].set_ylabel("variance across seeds of\nscore / bilingual score")
     _legend_below(fig, axes)
-    fig.suptitle(f"Figure 5: variance across seeds (mean, {round(confidence * 100)}% CI)")
+    fig.suptitle(f"Figure 5: variance across seeds\n(pooled, {round(confidence * 100)}% "
+                 "χ² interval)")
     return _finish(fig, out_dir, 5)
 
 

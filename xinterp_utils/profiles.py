@@ -8,6 +8,7 @@ from Python (`load_profile("demo", seeds=[1, 2])`), from papermill parameters, o
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,60 @@ PAPER_ALPHAS_1D = tuple(
 PAPER_ALPHAS_2D = tuple(round(-0.5 + 0.1 * i, 3) for i in range(21))
 SCOPES = ("all", "encoder", "head")
 EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """A numeric field's type and range: `low`/`high` are bounds (None: unbounded),
+    `open_low`/`open_high` exclude them; `optional` also allows None."""
+
+    kind: type  # int or float
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    optional: bool = False
+
+    def problem(self, value) -> str | None:
+        """Return why `value` breaks the rule, or None when it is fine."""
+        if value is None and self.optional:
+            return None
+        noun = "an integer" if self.kind is int else "a number"
+        ok_type = isinstance(value, int) if self.kind is int else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+            why = f"must be {noun}" + (" or null" if self.optional else "")
+            if isinstance(value, str) and _looks_numeric(value):
+                why += f" (YAML reads {value} as text: write it with a dot, e.g. 2.0e-5)"
+            return why
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return f"must be {noun} {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high is not None and (value >= self.high if self.open_high
+                                      else value > self.high):
+            return f"must be {noun} {'<' if self.open_high else '<='} {self.high:g}"
+        return None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Numeric fields, checked before any work starts. A new numeric field: add a line.
+NUMBER_RULES = {
+    "epochs": NumberRule(int, low=1),
+    "batch_size": NumberRule(int, low=1),
+    "max_length": NumberRule(int, low=1),
+    "lr": NumberRule(float, low=0, open_low=True),
+    "warmup_ratio": NumberRule(float, low=0, high=1, open_high=True),
+    "max_train_examples": NumberRule(int, low=1, optional=True),
+    "max_dev_examples": NumberRule(int, low=1, optional=True),
+    "evals_per_epoch": NumberRule(int, low=1),
+}
+_SEED_RULE = NumberRule(int)
+_ALPHA_RULE = NumberRule(float)
 
 
 @dataclass
@@ -80,6 +135,11 @@ class Profile:
         for name in ("encoders", "tasks", "pairs", "seeds"):
             if not isinstance(getattr(self, name), list) or not getattr(self, name):
                 bad(name, "must be a non-empty list")
+        for name in ("seeds", "seeds_2d"):
+            values = getattr(self, name)
+            for seed in values if isinstance(values, list) else ():
+                if _SEED_RULE.problem(seed) is not None:
+                    bad(name, f"seed {seed!r} is not an integer")
         for task in self.tasks:
             if task not in TASKS:
                 bad("tasks", f"unknown task {task!r}; expected some of {TASKS}")
@@ -94,17 +154,25 @@ class Profile:
             not isinstance(self.seeds_2d, list) or set(self.seeds_2d) - set(self.seeds)
         ):
             bad("seeds_2d", "must be 'all' or a list of seeds from `seeds`")
-        for name in ("epochs", "batch_size", "max_length", "evals_per_epoch"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                bad(name, "must be a positive integer")
+        for name, rule in NUMBER_RULES.items():
+            if (why := rule.problem(getattr(self, name))) is not None:
+                bad(name, why)
         for name, allowed in (("batching", BATCHINGS), ("precision", PRECISIONS),
                               ("vocab", VOCABS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"expected one of {allowed}")
         for name in ("alphas_1d", "alphas_2d"):
             values = getattr(self, name)
-            if not values or any(not isinstance(a, int | float) for a in values):
-                bad(name, "must be a non-empty list of numbers")
+            if not isinstance(values, list) or not values or any(
+                    _ALPHA_RULE.problem(a) is not None for a in values):
+                bad(name, "must be a non-empty list of (finite) numbers")
+        from .encoders import check_encoder_name
+
+        for encoder in self.encoders:
+            try:
+                check_encoder_name(encoder)
+            except (FileNotFoundError, ValueError) as err:
+                bad("encoders", str(err))
         if self.scope not in SCOPES:
             bad("scope", f"expected one of {SCOPES}")
         if self.executor not in EXECUTORS:
