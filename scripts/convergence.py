@@ -11,8 +11,8 @@ the epochs (`--double epochs`) or twice the examples (`--double examples`). Writ
   doubled run's gain over the profile's run (`gain`; < 0.01 means more training of the
   same kind does not help).
 
-Runs are resumable and finished ones are skipped (checkpoints under
-`<checkpoints>/convergence`). Usage, from the repository root:
+Runs are resumable and finished ones are skipped; they live in the profile's checkpoint
+folder, so the profile's own θ_src is trained once for both. Usage, from the repository root:
 
     .venv/bin/python scripts/convergence.py repro [key=value ...] [--tasks ner,pos]
         [--double epochs|examples] [--device cpu]
@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else profile.seeds[0]
     root = repo_root()
     results = root / profile.results
-    checkpoints = root / profile.checkpoints / "convergence"
+    checkpoints = root / profile.checkpoints
     source = profile.pair_tuples()[0][0]
     rows = []
     for task in tasks:
         base = TrainConfig(profile.encoders[0], task, (source,), seed,
-                           **profile.train_hparams())
+                           **profile.train_hparams(task))
         variants = {"profile": base}
         if not args.skip_double:
             variants[f"2x {args.double}"] = doubled(base, args.double)

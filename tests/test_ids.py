@@ -61,3 +61,21 @@ def test_the_profile_passes_every_training_setting_on():
         "length-grouped", "fp32", "trimmed", 3)
     with pytest.raises(ValueError, match="batching='sorted'"):
         load_profile("smoke", ["batching=sorted"])
+
+
+def test_task_hparams_change_only_their_task():
+    from xinterp_utils.profiles import load_profile
+    from xinterp_utils.sweeps import plan_sweeps
+
+    profile = load_profile("smoke", ["task_hparams={parsing: {epochs: 7, lr: 1.0e-3}}"])
+    assert profile.train_hparams("parsing")["epochs"] == 7
+    assert profile.train_hparams("parsing")["lr"] == 1e-3
+    assert profile.train_hparams("ner")["epochs"] == profile.epochs == 2
+    specs = {s.task: s for s in plan_sweeps(profile, two_d=False)}
+    assert specs["parsing"].configs()["src"].epochs == 7
+    assert specs["ner"].configs()["src"].epochs == 2
+    for bad, field in (("{parsing: {max_length: 64}}", "parsing: settings"),
+                       ("{tagging: {epochs: 3}}", "unknown task 'tagging'"),
+                       ("{pos: {epochs: 0}}", "pos.epochs=0")):
+        with pytest.raises(ValueError, match=field):
+            load_profile("smoke", [f"task_hparams={bad}"])

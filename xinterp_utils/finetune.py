@@ -52,7 +52,7 @@ def plan_runs(profile: Profile, skip=frozenset()) -> list[TrainConfig]:
     for cell in pair_grid(profile):
         if cell in skip:
             continue
-        for config in pair_configs(*cell, **profile.train_hparams()).values():
+        for config in pair_configs(*cell, **profile.train_hparams(cell[1])).values():
             runs.setdefault(config.run_hash(), config)
     return list(runs.values())
 
@@ -84,7 +84,8 @@ def finetune_table(profile: Profile, checkpoint_root: str | Path,
     for encoder, task, source, target, seed in pair_grid(profile):
         if (encoder, task, source, target, seed) in skip:
             continue
-        configs = pair_configs(encoder, task, source, target, seed, **profile.train_hparams())
+        configs = pair_configs(encoder, task, source, target, seed,
+                               **profile.train_hparams(task))
         for role in MODEL_ROLES:
             config = configs[role]
             record = ensure_dev_scores(config, checkpoint_root, (source, target), device=device)

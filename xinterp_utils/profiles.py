@@ -83,6 +83,9 @@ NUMBER_RULES = {
     "max_dev_examples": NumberRule(int, low=1, optional=True),
     "evals_per_epoch": NumberRule(int, low=1),
 }
+# The settings `task_hparams` may change per task.
+TASK_SETTINGS = ("epochs", "batch_size", "lr", "warmup_ratio", "max_train_examples",
+                 "evals_per_epoch")
 _SEED_RULE = NumberRule(int)
 _ALPHA_RULE = NumberRule(float)
 
@@ -107,6 +110,9 @@ class Profile:
     precision: str = "bf16-cuda"  # or "bf16-native", "fp32" (precision.py)
     vocab: str = "full"  # or "trimmed" (vocab.py)
     evals_per_epoch: int = 1  # learning-curve points per epoch
+    # Per-task deviations from the settings above, e.g. {parsing: {epochs: 10}}: only the
+    # fields in TASK_SETTINGS (what a task's learning curve can justify changing).
+    task_hparams: dict = field(default_factory=dict)
     alphas_1d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_1D))
     alphas_2d: list[float] = field(default_factory=lambda: list(PAPER_ALPHAS_2D))
     pairs_2d: list[str] | str = "all"
@@ -161,6 +167,17 @@ class Profile:
                               ("vocab", VOCABS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"expected one of {allowed}")
+        if not isinstance(self.task_hparams, dict):
+            bad("task_hparams", "must be a mapping task -> {setting: value}")
+        for task, settings in self.task_hparams.items():
+            if task not in TASKS:
+                bad("task_hparams", f"unknown task {task!r}; expected some of {TASKS}")
+            if not isinstance(settings, dict) or set(settings) - set(TASK_SETTINGS):
+                bad("task_hparams", f"{task}: settings must be a mapping with keys among "
+                    f"{TASK_SETTINGS}")
+            for name, value in settings.items():
+                if (why := NUMBER_RULES[name].problem(value)) is not None:
+                    bad("task_hparams", f"{task}.{name}={value!r}: {why}")
         for name in ("alphas_1d", "alphas_2d"):
             values = getattr(self, name)
             if not isinstance(values, list) or not values or any(
@@ -206,14 +223,16 @@ class Profile:
         """Return the seeds that get a 2D sweep."""
         return list(self.seeds) if self.seeds_2d == "all" else list(self.seeds_2d)
 
-    def train_hparams(self) -> dict:
-        """Return the TrainConfig keyword arguments this profile sets."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
-                "max_train_examples": self.max_train_examples,
-                "max_dev_examples": self.max_dev_examples, "data_source": self.data,
-                "batching": self.batching, "precision": self.precision, "vocab": self.vocab,
-                "evals_per_epoch": self.evals_per_epoch}
+    def train_hparams(self, task: str | None = None) -> dict:
+        """Return the TrainConfig keyword arguments this profile sets for `task` (its
+        `task_hparams` applied; None: the profile-wide settings)."""
+        hparams = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                   "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
+                   "max_train_examples": self.max_train_examples,
+                   "max_dev_examples": self.max_dev_examples, "data_source": self.data,
+                   "batching": self.batching, "precision": self.precision,
+                   "vocab": self.vocab, "evals_per_epoch": self.evals_per_epoch}
+        return {**hparams, **self.task_hparams.get(task, {})}
 
     def executor_options(self) -> dict:
         """Return the keyword arguments `jobs.run_jobs` needs for this profile's executor."""

@@ -256,8 +256,7 @@ def plan_sweeps(profile, *, two_d: bool) -> list[SweepSpec]:
     (Eq. 3, the profile's `pairs_2d` and `seeds_2d`), one per (encoder, task, pair, seed)."""
     grid = (pair_grid(profile, pairs=profile.pairs_2d_tuples(), seeds=profile.seeds_2d_list())
             if two_d else pair_grid(profile))
-    hparams = profile.train_hparams()
-    return [SweepSpec(encoder, task, source, target, seed, hparams=hparams,
+    return [SweepSpec(encoder, task, source, target, seed, hparams=profile.train_hparams(task),
                       planes=("2d",) if two_d else ("eq1", "eq2"),
                       alphas_1d=tuple(profile.alphas_1d),
                       alphas_2d=tuple(profile.alphas_2d) if two_d else (),
