@@ -18,6 +18,7 @@ stages of a notebook that read the same file pay for it once.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import hashlib
 import json
@@ -414,6 +415,13 @@ class OfflineSource(Source):
             note = None  # the official file of this split
         return path, sl, rel, note
 
+    def describe(self, family: str, lang: str, split: str) -> tuple[str, str | None]:
+        """Return (the manifest's file for this split, with its sentence slice if any,
+        the substitute note or None for an official split), reading no data; raises
+        MissingSplitError / FileNotFoundError like `read`."""
+        _path, sl, rel, note = self._resolve(family, lang, split)
+        return (rel if sl is None else f"{rel} sentences [{sl[0]}, {sl[1]})"), note
+
     def read(self, family: str, lang: str, split: str) -> RawSplit:
         path, sl, rel, note = self._resolve(family, lang, split)
         examples, digest = read_file(path, family)
@@ -473,6 +481,25 @@ def xnli_from_hub(ds, where: str) -> tuple[SentencePair, ...]:
                  if y >= 0)
 
 
+@contextlib.contextmanager
+def _cache_only(active: bool):
+    """With `active`, make `datasets` and `huggingface_hub` read their local caches only
+    (as HF_HUB_OFFLINE would, set after import): an unreachable hub then fails at once
+    instead of after the network's timeouts, and what is cached still loads."""
+    if not active:
+        yield
+        return
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
 class HubSource(Source):
     """The official releases, fetched over the network (needs internet).
 
@@ -513,10 +540,13 @@ class HubSource(Source):
         if path.is_file():
             return path
         url = self.UD_URL.format(repo=repo, tb=tb, split=split)
-        if hub_offline():
+        from .hub import DATA_WAYS_OUT, url_unreachable_reason
+
+        why = url_unreachable_reason(url.split("/UniversalDependencies/")[0])
+        if why is not None:
             raise RuntimeError(
-                f"HF_HUB_OFFLINE=1 and {path} is not cached: cannot download {url}; "
-                f"use the offline data (XINTERP_DATA) or go online"
+                f"dataset UD r2.7 {tb} ({lang}, {split}) cannot be loaded: {why}, and "
+                f"{path} is not cached, so {url} cannot be downloaded. Ways out: {DATA_WAYS_OUT}."
             )
         try:
             with urllib.request.urlopen(url, timeout=120) as response:
@@ -532,12 +562,17 @@ class HubSource(Source):
     def _hf_split(dataset: str, lang: str, hf_split: str) -> tuple[tuple, str]:
         import datasets
 
+        from .hub import DATA_WAYS_OUT, unreachable_reason
+
+        why = unreachable_reason()
         try:
-            ds = datasets.load_dataset(dataset, lang, split=hf_split)
+            with _cache_only(why is not None):
+                ds = datasets.load_dataset(dataset, lang, split=hf_split)
         except Exception as exc:  # any loader failure gets the same context
-            hint = " (HF_HUB_OFFLINE=1 and it is not in the local cache)" if hub_offline() else ""
+            hint = (f": {why}, and it is not in the local cache. Ways out: {DATA_WAYS_OUT}"
+                    if why is not None else "")
             raise RuntimeError(
-                f"cannot load hub dataset {dataset} ({lang}, {hf_split}){hint}: {exc}"
+                f"dataset {dataset} ({lang}, {hf_split}) cannot be loaded{hint} ({exc})"
             ) from exc
         if dataset == HubSource.HF_IDS["wikiann"]:
             examples = wikiann_from_hub(ds, f"{dataset}/{lang}/{hf_split}")
