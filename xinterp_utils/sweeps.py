@@ -240,7 +240,7 @@ def run_sweep(
         rows = [r for r in rows if _row_key(r) not in done]
         _append_rows(path, rows)
         done.update(_row_key(r) for r in rows)
-        bar.set_postfix(src=f"{seen[coords]['source']['score']:.3f}",
+        bar.set_postfix(src=f"{seen[coords]['source']['score']:.3f}", refresh=False,
                         tgt=f"{seen[coords]['target']['score']:.3f}")
     return path
 

@@ -523,7 +523,8 @@ def train(
             loss = run.step(batch, autocast)
             steps_this_call += 1
             tokens = int(batch["attention_mask"].sum())
-            bar.set_postfix(loss=f"{loss:.4f}",
+            # refresh=False: the bar redraws at its own pace (a log file gets few lines).
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
                             tok_s=f"{tokens / max(time.time() - tick, 1e-9):.0f}")
             bar.update(1)
             if pos["step_in_epoch"] in checkpoints:
