@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from .encoders import load_tokenizer
 from .evaluate import evaluate
@@ -28,6 +27,7 @@ from .features import batches
 from .finetune import pair_grid
 from .interpolate import IncompatibleEndpoints, InterpolationPlane, plane_coordinates
 from .precision import autocast_dtype
+from .progress import tqdm
 from .train import (
     MODEL_NAME,
     TrainConfig,
