@@ -38,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from xinterp_utils import labels
 from xinterp_utils.paths import atomic_write, cache_dir
+
+from .progress import tqdm
 
 # Bump when the features made for the same inputs change: old cache files are then ignored.
 FEATURIZER_VERSION = "1"

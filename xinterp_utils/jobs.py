@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 EXECUTORS = ("inline", "local", "slurm")
 

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
-from tqdm.auto import tqdm
 
 from . import __version__
 from .data import load_split
@@ -40,6 +39,7 @@ from .labels import TASKS
 from .model import TaskModel, build_task_model
 from .paths import atomic_write, remove_stale_temporaries
 from .precision import autocast_context, autocast_dtype
+from .progress import tqdm
 from .settings import BATCHINGS, PRECISIONS, VOCABS
 from .vocab import (
     check_covered,
@@ -525,7 +525,8 @@ def train(
             loss = run.step(batch, autocast)
             steps_this_call += 1
             tokens = int(batch["attention_mask"].sum())
-            bar.set_postfix(loss=f"{loss:.4f}",
+            # refresh=False: the bar redraws at its own pace (a log file gets few lines).
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
                             tok_s=f"{tokens / max(time.time() - tick, 1e-9):.0f}")
             bar.update(1)
             if pos["step_in_epoch"] in checkpoints:
