@@ -80,12 +80,13 @@ def unreachable_reason() -> str | None:
         return _ANSWERS[url]
 
 
-def url_unreachable_reason(url: str) -> str | None:
+def url_unreachable_reason(url: str, *, respect_offline: bool = True) -> str | None:
     """Return None when `url` answers (probed once per process, like the hub), else why
-    not; the offline flags count as unreachable here too."""
+    not; the offline flags count as unreachable here too unless `respect_offline` is
+    False (a mirror the user named, e.g. `XINTERP_UD_URL`)."""
     from .data import hub_offline
 
-    if hub_offline():
+    if respect_offline and hub_offline():
         return "network use is switched off (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1 is set)"
     with _LOCK:
         if url not in _ANSWERS:

@@ -41,9 +41,12 @@ def data_provenance(profile: Profile) -> list[str]:
     asked = "the profile's data=hub" if profile.data == "hub" else (
         f"data={profile.data}" if profile.data else "no data field: found automatically")
     if isinstance(source, data.HubSource):
-        return [(f"data: the official sources ({asked}): WikiANN {source.HF_IDS['wikiann']} "
-                f"and XNLI {source.HF_IDS['xnli']} from the Hugging Face hub, UD r2.7 "
-                f"CoNLL-U files from the UniversalDependencies GitHub repositories")]
+        line = (f"data: the official sources ({asked}): WikiANN {source.repo('wikiann')} "
+                f"and XNLI {source.repo('xnli')} from the Hugging Face hub, UD r2.7 "
+                f"CoNLL-U files from the UniversalDependencies GitHub repositories")
+        if source.ud_base_url() != source.UD_BASE_URL:
+            line += f" (mirror: {source.ud_base_url()})"
+        return [line]
     lines = [f"data: offline copies in {getattr(source, 'data_dir', source)} ({asked})"]
     if not isinstance(source, data.OfflineSource):
         return lines
