@@ -138,7 +138,7 @@ def _run_profile(profile, **executor_options):
 
 def _sweep_rows(paths, root) -> list[tuple]:
     rows = []
-    for path in paths:
+    for path in sorted(set(map(str, paths))):  # the 1D and 2D sweeps share a CSV
         with open(path, newline="") as handle:
             rel = str(Path(path).relative_to(root))
             rows += [(rel, *sorted(row.items())) for row in csv.DictReader(handle)]
