@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -266,3 +267,49 @@ def test_every_task_trains_sweeps_with_exact_end_points_and_geometry(which, targ
         geo = geometry_row(spec, root)
         assert geo["norm_src"] > 0 and geo["norm_tgt"] > 0 and math.isfinite(geo["ratio"])
         assert 0.0 <= geo["angle_deg"] <= 180.0 and geo["n_params"] > 0
+
+
+def _hub_cache_copy(folder, cache, repo_id, commit="0123456789abcdef0123456789abcdef01234567"):
+    """Lay `folder` out in a Hugging Face hub cache as `repo_id` at `commit` (the layout
+    huggingface_hub writes: refs/main names the snapshot)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return repo
+
+
+@pytest.mark.parametrize("hub", ["offline flag", "endpoint refuses"])
+def test_a_cached_hub_encoder_loads_without_the_hub(bert_like, tmp_path, hub):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "hub"
+    _hub_cache_copy(bert_like, cache, "xinterp-test/tiny-bert")
+    with socket.socket() as sock:  # a 127.0.0.1 port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_HUB_CACHE=str(cache), HF_ENDPOINT=f"http://127.0.0.1:{port}",
+               NO_PROXY="*", no_proxy="*")
+    if hub == "offline flag":
+        env["HF_HUB_OFFLINE"] = "1"
+    code = ("from xinterp_utils.encoders import load_encoder, EncoderUnavailableError\n"
+            "model, tok = load_encoder('xinterp-test/tiny-bert')\n"
+            "print(type(model).__name__, tok.is_fast, len(tok), model.config.hidden_size)\n"
+            "try:\n    load_encoder('xinterp-test/not-cached')\n"
+            "except EncoderUnavailableError as err:\n    print('refused:', err)\n")
+    started = time.time()
+    done = subprocess.run([sys.executable, "-c", code], check=False, env=env,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    vocab = len((bert_like / "vocab.txt").read_text().splitlines())
+    assert lines[0] == f"BertModel True {vocab} {TINY['hidden_size']}"
+    assert "xinterp-test/not-cached" in lines[1] and "offline" in lines[1]
+    assert time.time() - started < 60  # no network retries (start-up included)
