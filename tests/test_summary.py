@@ -134,3 +134,24 @@ def test_finetune_seed_spread_is_the_within_pair_std_averaged_over_pairs():
     assert out.loc[("src", "source"), "seed_std"] == pytest.approx(0.0)
     one_seed = finetune_seed_spread(pd.DataFrame(rows).query("seed == 1"))
     assert one_seed["seed_std"].isna().all()
+
+
+def test_plateau_summary_on_hand_made_curves():
+    from xinterp_utils.finetune import CURVE_COLUMNS
+    from xinterp_utils.summary import plateau_summary
+
+    def run(run_id, scores):
+        return [{"encoder": "e", "task": "pos", "train_langs": "en", "seed": 1,
+                 "run_id": run_id, "epoch": (i + 1) / 2, "step": 10 * (i + 1),
+                 "eval_lang": "en", "score": s, "train_loss": 1.0}
+                for i, s in enumerate(scores)]
+
+    curves = pd.DataFrame(run("a", [0.5, 0.80, 0.795]) + run("b", [0.5, 0.80, 0.78]),
+                          columns=CURVE_COLUMNS)
+    table = plateau_summary(curves).set_index("run_id")
+    assert table.loc["a", "best"] == 0.80 and table.loc["a", "best_epoch"] == 1.0
+    assert table.loc["a", "last"] == 0.795 and table.loc["a", "on_plateau"]
+    assert table.loc["b", "last_minus_best"] == pytest.approx(-0.02)
+    assert not table.loc["b", "on_plateau"]
+    empty = plateau_summary(pd.DataFrame(columns=CURVE_COLUMNS))
+    assert empty.empty and "run_id" in empty.columns and "on_plateau" in empty.columns

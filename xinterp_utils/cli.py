@@ -1,4 +1,4 @@
-"""Command line: `xinterp prepare|build-encoder|table1|figures|profile|default-profile`
+"""Command line: `xinterp prepare|plan|build-encoder|table1|figures|profile|default-profile`
 (also `python -m xinterp_utils`)."""
 
 from __future__ import annotations
@@ -12,11 +12,27 @@ from .paths import repo_root
 
 
 def _prepare(args) -> int:
+    import time
+
     from .encoders import resolve_encoder
+    from .preflight import problems
     from .profiles import load_profile
     from .table1 import write_table1
 
+    start = time.perf_counter()
     profile = load_profile(args.profile, args.overrides)
+    found = problems(profile, log=lambda line: print(line, flush=True))
+    if found:
+        print(f"xinterp prepare: profile {profile.name!r} cannot run here "
+              f"({len(found)} problem(s), found in {time.perf_counter() - start:.1f} s):",
+              file=sys.stderr)
+        for problem in found:
+            print(f"  - {problem}", file=sys.stderr)
+        print("Ways out: encoders=[offline] (or offline-small, or a local model folder) "
+              "for the encoders; XINTERP_DATA=<folder with manifest.json> or "
+              "data=<folder> for the data; or make the Hugging Face hub reachable "
+              "(unset HF_HUB_OFFLINE, check HF_ENDPOINT and the network).", file=sys.stderr)
+        return 3
     for name in profile.encoders:
         print(f"encoder {name}: {resolve_encoder(name)}", flush=True)
     out = Path(args.figures or repo_root() / profile.figures)
@@ -59,6 +75,17 @@ def _figures(args) -> int:
                    log=lambda line: print(line, flush=True))
     print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - start:.1f} s "
           f"(from {results})", flush=True)
+    return 0
+
+
+def _plan(args) -> int:
+    from .plan import Assumptions, plan_profile, report
+    from .profiles import load_profile
+
+    profile = load_profile(args.profile, args.overrides)
+    assumptions = Assumptions(peak_tflops=args.peak_tflops, mfu=args.mfu)
+    for line in report(plan_profile(profile, assumptions)):
+        print(line, flush=True)
     return 0
 
 
@@ -107,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-table1", action="store_true",
                    help="leave Table 1 out (it reads the data folder, not results/)")
     p.set_defaults(run=_figures)
+
+    p = sub.add_parser("plan", help="print the size of a profile's work (runs, sweeps, "
+                                    "points, examples, tokens) and a GPU-hour estimate")
+    p.add_argument("profile")
+    p.add_argument("overrides", nargs="*", help="key=value (YAML values)")
+    p.add_argument("--peak-tflops", type=float, default=790.0,
+                   help="dense bf16 TFLOP/s of one GPU (default 790: H100/H200-class)")
+    p.add_argument("--mfu", type=float, default=0.35,
+                   help="model FLOPs utilisation assumed (default 0.35)")
+    p.set_defaults(run=_plan)
 
     p = sub.add_parser("profile", help="print a profile with overrides applied")
     p.add_argument("profile")

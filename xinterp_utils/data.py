@@ -18,6 +18,7 @@ stages of a notebook that read the same file pay for it once.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import hashlib
 import json
@@ -414,6 +415,13 @@ class OfflineSource(Source):
             note = None  # the official file of this split
         return path, sl, rel, note
 
+    def describe(self, family: str, lang: str, split: str) -> tuple[str, str | None]:
+        """Return (the manifest's file for this split, with its sentence slice if any,
+        the substitute note or None for an official split), reading no data; raises
+        MissingSplitError / FileNotFoundError like `read`."""
+        _path, sl, rel, note = self._resolve(family, lang, split)
+        return (rel if sl is None else f"{rel} sentences [{sl[0]}, {sl[1]})"), note
+
     def read(self, family: str, lang: str, split: str) -> RawSplit:
         path, sl, rel, note = self._resolve(family, lang, split)
         examples, digest = read_file(path, family)
@@ -449,28 +457,79 @@ def hub_offline() -> bool:
         str(f).strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags if f)
 
 
+def _class_names(ds, column: str, where: str, inner: bool) -> list[str]:
+    """Return the ClassLabel names of `column` (of its list items when `inner`)."""
+    feature = ds.features.get(column)
+    feature = getattr(feature, "feature", None) if inner else feature
+    names = getattr(feature, "names", None)
+    if not names:
+        raise DataFormatError(
+            f"{where}: column {column!r} must be a ClassLabel"
+            f"{' sequence' if inner else ''}, found {ds.features.get(column)!r}")
+    return list(names)
+
+
+def _name_of(names: list[str], value: int, where: str, row: int, column: str) -> str:
+    if not 0 <= value < len(names):
+        raise DataFormatError(
+            f"{where}: row {row}: {column} id {value} outside the ClassLabel's "
+            f"{len(names)} names {names}")
+    return names[value]
+
+
 def wikiann_from_hub(ds, where: str) -> tuple[TaggedSentence, ...]:
-    """Return the sentences of a hub WikiANN split (`tokens`, ClassLabel `ner_tags` ints)."""
-    names = ds.features["ner_tags"].feature.names
+    """Return the sentences of a hub WikiANN split (`tokens`, ClassLabel `ner_tags` ints).
+
+    `where` names the dataset in errors: tag names outside IOB2 over PER/ORG/LOC, or ids
+    outside the ClassLabel, raise `DataFormatError`."""
+    names = _class_names(ds, "ner_tags", where, inner=True)
     unknown = sorted(set(names) - _NER)
     if unknown:
         raise DataFormatError(f"{where}: unknown NER tags {unknown}")
-    return tuple(TaggedSentence(list(toks), [names[t] for t in tags])
-                 for toks, tags in zip(ds["tokens"], ds["ner_tags"], strict=True))
+    out = []
+    for row, (toks, tags) in enumerate(zip(ds["tokens"], ds["ner_tags"], strict=True)):
+        if len(toks) != len(tags):
+            raise DataFormatError(
+                f"{where}: row {row}: {len(toks)} tokens but {len(tags)} ner_tags")
+        out.append(TaggedSentence(list(toks),
+                                  [_name_of(names, t, where, row, "ner_tags") for t in tags]))
+    return tuple(out)
 
 
 def xnli_from_hub(ds, where: str) -> tuple[SentencePair, ...]:
     """Return the pairs of a hub XNLI split (ClassLabel 0/1/2 = entailment/neutral/contradiction).
 
-    Pairs labelled -1 (unlabelled, in some hub copies) are left out.
+    Pairs labelled -1 (unlabelled, in some hub copies) are left out; label names outside
+    entailment/neutral/contradiction, or other ids outside the ClassLabel, raise
+    `DataFormatError` naming `where`.
     """
-    names = ds.features["label"].names
+    names = _class_names(ds, "label", where, inner=False)
     unknown = sorted(set(names) - _XNLI)
     if unknown:
         raise DataFormatError(f"{where}: unknown XNLI labels {unknown}")
-    return tuple(SentencePair(p, h, names[y])
-                 for p, h, y in zip(ds["premise"], ds["hypothesis"], ds["label"], strict=True)
-                 if y >= 0)
+    return tuple(SentencePair(p, h, _name_of(names, y, where, row, "label"))
+                 for row, (p, h, y) in enumerate(
+                     zip(ds["premise"], ds["hypothesis"], ds["label"], strict=True))
+                 if y != -1)
+
+
+@contextlib.contextmanager
+def _cache_only(active: bool):
+    """With `active`, make `datasets` and `huggingface_hub` read their local caches only
+    (as HF_HUB_OFFLINE would, set after import): an unreachable hub then fails at once
+    instead of after the network's timeouts, and what is cached still loads."""
+    if not active:
+        yield
+        return
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
 
 class HubSource(Source):
@@ -482,6 +541,14 @@ class HubSource(Source):
       `cache_dir()/hub-data/ud/`. (The hub's `universal_dependencies` dataset is
       script-based, and recent `datasets` versions no longer run dataset scripts.)
     Our `dev` is the hub's `validation` split.
+
+    Mirrors (environment variables, read at each call): `XINTERP_WIKIANN_REPO` and
+    `XINTERP_XNLI_REPO` replace the hub ids in the same `load_dataset(repo, lang)` call
+    (another hub id, or a local folder laid out like the hub repository: a config per
+    language); `XINTERP_UD_URL` replaces the base URL
+    `https://raw.githubusercontent.com/UniversalDependencies`, below which the files are
+    `{base}/UD_English-EWT/r2.7/en_ewt-ud-dev.conllu` and so on. A mirror named this way
+    is used even when `HF_HUB_OFFLINE` is set: those flags concern the Hugging Face hub.
     """
 
     name = "hub"
@@ -492,9 +559,12 @@ class HubSource(Source):
         "vi": ("vi_vtb", "UD_Vietnamese-VTB"), "ar": ("ar_padt", "UD_Arabic-PADT"),
         "hi": ("hi_hdtb", "UD_Hindi-HDTB"),
     }
-    UD_URL = ("https://raw.githubusercontent.com/UniversalDependencies/"
-              "{repo}/r2.7/{tb}-ud-{split}.conllu")
+    UD_BASE_URL = "https://raw.githubusercontent.com/UniversalDependencies"
+    UD_URL = "{base}/{repo}/r2.7/{tb}-ud-{split}.conllu"
+    UD_URL_ENV = "XINTERP_UD_URL"
     HF_IDS: ClassVar[dict[str, str]] = {"wikiann": "unimelb-nlp/wikiann", "xnli": "facebook/xnli"}
+    REPO_ENV: ClassVar[dict[str, str]] = {"wikiann": "XINTERP_WIKIANN_REPO",
+                                          "xnli": "XINTERP_XNLI_REPO"}
     HF_SPLITS: ClassVar[dict[str, str]] = {"train": "train", "dev": "validation", "test": "test"}
 
     def __repr__(self) -> str:
@@ -506,44 +576,87 @@ class HubSource(Source):
         if lang not in LANGS or split not in SPLITS:
             raise MissingSplitError(f"hub: no entry {family}.{lang}.{split}")
 
-    def ud_file(self, lang: str, split: str) -> Path:
-        """Return the local copy of the UD r2.7 file, downloading it if missing."""
+    def repo(self, family: str) -> str:
+        """Return the dataset id (or local folder) `load_dataset` reads for `family`:
+        `$XINTERP_WIKIANN_REPO` / `$XINTERP_XNLI_REPO`, else the hub id."""
+        return os.environ.get(self.REPO_ENV[family]) or self.HF_IDS[family]
+
+    def ud_base_url(self) -> str:
+        """Return the base URL of the UD r2.7 downloads (`$XINTERP_UD_URL`, else GitHub's)."""
+        return (os.environ.get(self.UD_URL_ENV) or self.UD_BASE_URL).rstrip("/")
+
+    def ud_url(self, lang: str, split: str) -> str:
+        """Return the URL of the UD r2.7 CoNLL-U file of `lang`'s treebank for `split`."""
         tb, repo = self.UD_TREEBANKS[lang]
-        path = cache_dir() / "hub-data" / "ud" / f"{tb}-ud-{split}.conllu"
+        return self.UD_URL.format(base=self.ud_base_url(), repo=repo, tb=tb, split=split)
+
+    def ud_file(self, lang: str, split: str) -> Path:
+        """Return the local copy of the UD r2.7 file, downloading it if missing.
+
+        Copies of different base URLs are kept apart, so a mirror never stands in for
+        GitHub's files in the cache (or the other way round)."""
+        tb, _repo = self.UD_TREEBANKS[lang]
+        base = self.ud_base_url()
+        folder = cache_dir() / "hub-data" / "ud"
+        if base != self.UD_BASE_URL:
+            folder = folder / hashlib.sha256(base.encode()).hexdigest()[:12]
+        path = folder / f"{tb}-ud-{split}.conllu"
         if path.is_file():
             return path
-        url = self.UD_URL.format(repo=repo, tb=tb, split=split)
-        if hub_offline():
+        url = self.ud_url(lang, split)
+        what = f"dataset UD r2.7 {tb} ({lang}, {split})"
+        from urllib.parse import urlsplit
+
+        from .hub import DATA_WAYS_OUT, url_unreachable_reason
+
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        why = url_unreachable_reason(origin, respect_offline=base == self.UD_BASE_URL)
+        if why is not None:
             raise RuntimeError(
-                f"HF_HUB_OFFLINE=1 and {path} is not cached: cannot download {url}; "
-                f"use the offline data (XINTERP_DATA) or go online"
+                f"{what} cannot be loaded: {why}, and {path} is not cached, so {url} "
+                f"cannot be downloaded. Ways out: {DATA_WAYS_OUT}."
             )
         try:
             with urllib.request.urlopen(url, timeout=120) as response:
                 raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(
+                f"{what} cannot be downloaded: {url} answered HTTP {exc.code} {exc.reason}"
+            ) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise RuntimeError(f"cannot download {url}: {exc}") from exc
+            raise RuntimeError(f"{what} cannot be downloaded from {url}: {exc}") from exc
+        if not raw.strip():
+            raise DataFormatError(f"{url}: empty file")
         with atomic_write(path) as handle:
             handle.write(raw)
         return path
 
     @staticmethod
     @functools.lru_cache(maxsize=16)
-    def _hf_split(dataset: str, lang: str, hf_split: str) -> tuple[tuple, str]:
+    def _hf_split(family: str, dataset: str, lang: str, hf_split: str) -> tuple[tuple, str]:
         import datasets
 
+        from .hub import DATA_WAYS_OUT, unreachable_reason
+
+        local = Path(dataset).expanduser().is_dir()
+        why = None if local else unreachable_reason()
+        name = HubSource.HF_IDS[family]
+        label = name if dataset == name else f"{name} (from {dataset})"
         try:
-            ds = datasets.load_dataset(dataset, lang, split=hf_split)
+            with _cache_only(why is not None):
+                ds = datasets.load_dataset(dataset, lang, split=hf_split)
         except Exception as exc:  # any loader failure gets the same context
-            hint = " (HF_HUB_OFFLINE=1 and it is not in the local cache)" if hub_offline() else ""
+            hint = (f": {why}, and it is not in the local cache. Ways out: {DATA_WAYS_OUT}"
+                    if why is not None else "")
             raise RuntimeError(
-                f"cannot load hub dataset {dataset} ({lang}, {hf_split}){hint}: {exc}"
+                f"dataset {label} ({lang}, {hf_split}) cannot be loaded{hint} ({exc})"
             ) from exc
-        if dataset == HubSource.HF_IDS["wikiann"]:
-            examples = wikiann_from_hub(ds, f"{dataset}/{lang}/{hf_split}")
+        where = f"dataset {label} ({lang}, {hf_split})"
+        if family == "wikiann":
+            examples = wikiann_from_hub(ds, where)
             content = [[e.words, e.tags] for e in examples]
         else:
-            examples = xnli_from_hub(ds, f"{dataset}/{lang}/{hf_split}")
+            examples = xnli_from_hub(ds, where)
             content = [[e.premise, e.hypothesis, e.label] for e in examples]
         digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
         return examples, digest
@@ -554,9 +667,10 @@ class HubSource(Source):
             path = self.ud_file(lang, split)
             examples, digest = read_file(path, "ud")
             return RawSplit(examples, str(path), None, _fingerprint(digest, None))
-        dataset = self.HF_IDS[family]
-        examples, digest = self._hf_split(dataset, lang, self.HF_SPLITS[split])
-        where = f"hf://datasets/{dataset}/{lang}/{self.HF_SPLITS[split]}"
+        dataset = self.repo(family)
+        examples, digest = self._hf_split(family, dataset, lang, self.HF_SPLITS[split])
+        where = (f"{dataset}/{lang}/{self.HF_SPLITS[split]}" if Path(dataset).is_dir()
+                 else f"hf://datasets/{dataset}/{lang}/{self.HF_SPLITS[split]}")
         return RawSplit(examples, where, None, _fingerprint(digest, None))
 
     def languages(self, family: str) -> tuple[str, ...]:

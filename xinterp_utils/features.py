@@ -20,6 +20,8 @@ Choices the paper leaves open, made here:
 - Parsing, `train=False` (evaluation): the first `EVAL_PARSE_WORDS` (128) words are
   kept, as in the paper, with up to the tokenizer's `model_max_length` (512 if unset)
   subwords so that those words fit; if they still do not, the words that fit are kept.
+  `encoders.load_tokenizer` lowers `model_max_length` to the model's usable positions
+  (`encoders.max_positions`), so this never exceeds what the encoder can take.
   Gold heads pointing past the cut are -100 and are not scored.
 - `train` changes nothing for XNLI and tagging.
 """
@@ -36,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from xinterp_utils import labels
 from xinterp_utils.paths import atomic_write, cache_dir
+
+from .progress import tqdm
 
 # Bump when the features made for the same inputs change: old cache files are then ignored.
 FEATURIZER_VERSION = "1"

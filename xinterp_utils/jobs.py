@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -139,9 +139,48 @@ def _run_local(submitit, fn, jobs, folder, gpus, workers, timeout_min, poll_seco
     return results
 
 
-def _run_slurm(submitit, fn, jobs, folder, opts: SlurmOptions, poll_seconds, progress):
+# Slurm states in which a job is still queued or running (submitit's list).
+_SLURM_LIVE = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED",
+               "SUSPENDED", "CONFIGURING", "RESIZING")
+# How long a job may be out of squeue with no result and no state in sacct before it is
+# reported (sacct needs slurmdbd; without accounting every state reads UNKNOWN).
+SLURM_UNKNOWN_GRACE_S = 60.0
+
+
+def _squeue_ids() -> set[str] | None:
+    """Return the ids of this user's queued or running jobs, one per array task
+    (`123_4`), or None when squeue cannot be asked."""
+    import getpass
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _slurm_label(job, name: str, index: int, total: int) -> str:
+    """`Slurm job 'train' 123_4 (array index 4 of 10)`."""
+    task = str(job.job_id).rpartition("_")[2] if "_" in str(job.job_id) else "?"
+    return f"Slurm job {name!r} {job.job_id} (array index {task}, job {index} of {total})"
+
+
+def _run_slurm(submitit, fn, jobs, folder, opts: SlurmOptions, poll_seconds, progress,
+               unknown_grace_s: float | None = None):
+    """Submit `jobs` as one Slurm array and wait for every task.
+
+    A task that ends without a result (cancelled with scancel, failed, timed out, node
+    failure) is reported by the job's name, its Slurm id and array index and its final
+    state, as soon as it has left the queue; one that has left the queue and that sacct
+    knows nothing of for `unknown_grace_s` (no accounting) is reported too, instead of
+    being waited for forever."""
+    grace = SLURM_UNKNOWN_GRACE_S if unknown_grace_s is None else unknown_grace_s
+    name = getattr(fn, "__name__", "job")
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params = {
+        "name": name,
         "timeout_min": opts.timeout_min,
         "gpus_per_node": opts.gpus_per_node,
         "cpus_per_task": opts.cpus_per_task,
@@ -161,13 +200,38 @@ def _run_slurm(submitit, fn, jobs, folder, opts: SlurmOptions, poll_seconds, pro
     failures = {}
     bar = tqdm(total=len(jobs), desc="jobs (slurm)", unit="job", disable=not progress)
     remaining = dict(enumerate(submitted))
+    unknown_since: dict[int, float] = {}
     while remaining:
         time.sleep(poll_seconds)
+        queued = _squeue_ids()
         for index, job in list(remaining.items()):
+            label = _slurm_label(job, name, index, len(jobs))
             if job.done():
                 _collect(job, index, jobs, results, failures)
-                del remaining[index]
-                bar.update(1)
+                if index in failures:
+                    kwargs, error, log = failures[index]
+                    state = job.watcher.get_state(job.job_id, mode="force")
+                    failures[index] = (kwargs, f"{error}\n{label} ended {state}", log)
+            elif queued is not None and str(job.job_id) not in queued:
+                # Out of the queue with no result: ask sacct now rather than at its next poll.
+                state = job.watcher.get_state(job.job_id, mode="force")
+                if job.paths.result_pickle.exists():
+                    continue  # finished between the two looks; collected next round
+                if state.split()[0].upper() not in _SLURM_LIVE:
+                    failures[index] = (jobs[index], f"{label} ended {state} without a result",
+                                       str(job.paths.stderr))
+                elif time.monotonic() - unknown_since.setdefault(index, time.monotonic()) > grace:
+                    failures[index] = (jobs[index], (
+                        f"{label} left the queue without a result, and sacct reports its "
+                        f"state as {state} after {grace:g} s: is Slurm accounting (slurmdbd) "
+                        f"configured?"), str(job.paths.stderr))
+                else:
+                    continue
+            else:
+                unknown_since.pop(index, None)
+                continue
+            del remaining[index]
+            bar.update(1)
     bar.close()
     if failures:
         raise JobsFailed(failures, len(jobs))

@@ -4,16 +4,114 @@
 `notebooks/01_*.ipynb … 05_*.ipynb` with the parameters `profile` and `overrides`,
 writes each executed copy to `notebooks/executed/`, and stops at the first notebook
 that fails, naming it and the failing cell.
+
+While a notebook runs, the terminal shows what it does (`NotebookProgress`): each code
+cell as it starts, the kernels' own output (progress bars of training, sweeps and jobs
+with rate and ETA, reduced to their latest state), a heartbeat after 30 s without
+output, and at the end the time each notebook took. Without a terminal (CI logs) the
+kernels' progress bars redraw at most every 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from .paths import repo_root
+
+# Seconds between progress-bar redraws in the kernels: often on a terminal, rarely in a
+# log file (a redraw there is a line of its own).
+TTY_BAR_INTERVAL_S, LOG_BAR_INTERVAL_S = 1, 10
+HEARTBEAT_S = 30
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CELL = re.compile(r"^(Executing|Ending) Cell (\d+)-*$")
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line[:70]
+    return "(comments only)"
+
+
+class NotebookProgress(logging.Handler):
+    """Turns papermill's log of one notebook (cell starts, kernel output) into short
+    progress lines on `stream`, prefixed with the notebook's number; a thread prints a
+    heartbeat when nothing was shown for `heartbeat_s` seconds."""
+
+    def __init__(self, notebook: Path, stream=None, heartbeat_s: float = HEARTBEAT_S):
+        super().__init__(logging.INFO)
+        self.stream = stream or sys.stdout
+        self.tag = notebook.name.split("_", 1)[0]
+        cells = json.loads(notebook.read_text())["cells"]
+        # papermill inserts its injected-parameters cell right after the `parameters` cell.
+        tagged = [i for i, c in enumerate(cells)
+                  if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if tagged:
+            injected = {"cell_type": "code", "source": "(parameters injected by papermill)"}
+            cells = [*cells[:tagged[0] + 1], injected, *cells[tagged[0] + 1:]]
+        self.code = {i + 1: _first_line("".join(c["source"])) for i, c in enumerate(cells)
+                     if c["cell_type"] == "code"}
+        self.n_cells = len(cells)
+        self.cell: int | None = None
+        self.cell_started = self.last_shown = time.time()
+        self.heartbeat_s = heartbeat_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> Self:
+        logger = logging.getLogger("papermill")
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # papermill's own handlers would print it all again
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        logging.getLogger("papermill").removeHandler(self)
+
+    def show(self, text: str) -> None:
+        """Print one progress line for this notebook."""
+        self.stream.write(f"  {self.tag} | {text}\n")
+        self.stream.flush()
+        self.last_shown = time.time()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Show a cell start, or the latest state of each line the kernel printed."""
+        message = record.getMessage()
+        match = _CELL.match(message.strip())
+        if match:
+            if match.group(1) == "Executing":
+                self.cell, self.cell_started = int(match.group(2)), time.time()
+                if self.cell in self.code:
+                    self.show(f"cell {self.cell}/{self.n_cells}: {self.code[self.cell]}")
+            return
+        if not message.startswith(("Executing notebook", "Input Notebook", "Output Notebook",
+                                   "Working directory", "Executing")):
+            for line in _ANSI.sub("", message).split("\n"):
+                # A progress bar redraws with carriage returns: keep its latest state.
+                latest = next((part.strip() for part in reversed(line.split("\r"))
+                               if part.strip()), "")
+                if latest:
+                    self.show(latest)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(1.0):
+            if self.cell is not None and time.time() - self.last_shown >= self.heartbeat_s:
+                running = time.time() - self.cell_started
+                self.show(f"cell {self.cell}/{self.n_cells} still running "
+                          f"({running / 60:.0f} min {running % 60:02.0f} s)")
 
 
 def notebook_paths(folder: Path | None = None) -> list[Path]:
@@ -23,7 +121,8 @@ def notebook_paths(folder: Path | None = None) -> list[Path]:
 
 
 def execute_notebook(
-    source: Path, output: Path, parameters: dict, *, kernel: str = "python3", cwd: Path | None = None
+    source: Path, output: Path, parameters: dict, *, kernel: str = "python3",
+    cwd: Path | None = None, heartbeat_s: float = HEARTBEAT_S,
 ) -> float:
     """Run one notebook with papermill; return the wall time in seconds.
 
@@ -35,11 +134,15 @@ def execute_notebook(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # Kernels inherit this environment: their tqdm bars redraw rarely in a log file.
+    interval = TTY_BAR_INTERVAL_S if sys.stdout.isatty() else LOG_BAR_INTERVAL_S
+    os.environ.setdefault("TQDM_MININTERVAL", str(interval))
     try:
-        papermill.execute_notebook(
-            str(source), str(output), parameters=parameters, kernel_name=kernel,
-            cwd=str(cwd or source.parent), progress_bar=False, log_output=False,
-        )
+        with NotebookProgress(source, heartbeat_s=heartbeat_s):
+            papermill.execute_notebook(
+                str(source), str(output), parameters=parameters, kernel_name=kernel,
+                cwd=str(cwd or source.parent), progress_bar=False, log_output=True,
+            )
     except PapermillExecutionError as err:
         raise RuntimeError(
             f"{source.name}: cell {err.exec_count} failed: {err.ename}: {err.evalue}\n"
@@ -52,17 +155,29 @@ def run(profile: str, overrides: list[str], *, only: list[str] | None = None,
         out_dir: Path | None = None) -> list[Path]:
     """Execute the notebooks in order with `profile` and `overrides`; return executed paths."""
     out_dir = out_dir or repo_root() / "notebooks" / "executed"
-    done = []
-    for source in notebook_paths():
-        if only and not any(source.name.startswith(o) for o in only):
-            continue
+    done, times = [], {}
+    sources = [s for s in notebook_paths()
+               if not only or any(s.name.startswith(o) for o in only)]
+    for k, source in enumerate(sources, 1):
         output = out_dir / source.name
-        print(f"run_all: {source.name} …", flush=True)
+        print(f"run_all: notebook {k}/{len(sources)} {source.name} …", flush=True)
         seconds = execute_notebook(source, output, {"profile": profile,
                                                     "overrides": list(overrides)})
-        print(f"run_all: {source.name} done in {seconds:.0f} s -> {output}", flush=True)
+        times[source.name] = seconds
+        print(f"run_all: {source.name} done in {_duration(seconds)} -> {output}", flush=True)
         done.append(output)
+    if times:
+        print("run_all: time per notebook: " + ", ".join(
+            f"{name.split('_', 1)[0]} {_duration(t)}" for name, t in times.items())
+            + f"; total {_duration(sum(times.values()))}", flush=True)
     return done
+
+
+def _duration(seconds: float) -> str:
+    """Return `seconds` as e.g. "42 s" or "3 min 05 s"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -648,7 +648,7 @@ def build_offline_encoder(force: bool = False) -> Path:
 
 
 def _convert(e5: E5File, folder: Path, ident: dict) -> None:
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     names = list(_EMBEDDING_TENSORS) + [f"l{i}.{k}" for i in range(e5.layers)
                                          for k in _LAYER_TENSORS]

@@ -290,23 +290,13 @@ def load_profile(name: str, overrides: dict | list[str] | None = None, **fields)
     return Profile(name=name, **data)
 
 
-def hub_reachable(timeout_s: float = 5.0) -> bool:
-    """Return True when the Hugging Face hub answers within `timeout_s` seconds and the
-    hub is not switched off (HF_HUB_OFFLINE)."""
-    import os
-    import urllib.request
+def hub_reachable() -> bool:
+    """Return True when the Hugging Face hub answers (an HTTP HEAD to `HF_ENDPOINT`
+    within `hub.PROBE_TIMEOUT_S` seconds, asked once per process) and the hub is not
+    switched off (HF_HUB_OFFLINE)."""
+    from .hub import reachable
 
-    from .data import hub_offline
-
-    if hub_offline():
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
-                               timeout=timeout_s)
-    except OSError:  # URLError, timeouts and refused connections are all OSErrors
-        return False
-    return True
+    return reachable()
 
 
 def default_profile() -> tuple[str, str]:

@@ -116,6 +116,8 @@ def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFra
     and ``on_plateau``: the last evaluation is within `tolerance` (absolute score) of
     the best, i.e. more training of the same kind no longer helps."""
     keys = ["encoder", "task", "train_langs", "seed", "run_id", "eval_lang"]
+    columns = [*keys, "points", "best", "best_epoch", "last", "last_epoch",
+               "last_minus_best", "on_plateau"]
     out = []
     for key, group in curves.sort_values("step").groupby(keys, sort=False):
         best = group.loc[group["score"].idxmax()]
@@ -125,4 +127,4 @@ def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFra
                     "last": float(last["score"]), "last_epoch": float(last["epoch"]),
                     "last_minus_best": float(last["score"] - best["score"]),
                     "on_plateau": bool(best["score"] - last["score"] <= tolerance)})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=columns)  # no runs (all complete): no rows

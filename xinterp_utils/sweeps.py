@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from .encoders import load_tokenizer
 from .evaluate import evaluate
@@ -28,6 +27,7 @@ from .features import batches
 from .finetune import pair_grid
 from .interpolate import IncompatibleEndpoints, InterpolationPlane, plane_coordinates
 from .precision import autocast_dtype
+from .progress import tqdm
 from .train import (
     MODEL_NAME,
     TrainConfig,
@@ -240,7 +240,7 @@ def run_sweep(
         rows = [r for r in rows if _row_key(r) not in done]
         _append_rows(path, rows)
         done.update(_row_key(r) for r in rows)
-        bar.set_postfix(src=f"{seen[coords]['source']['score']:.3f}",
+        bar.set_postfix(src=f"{seen[coords]['source']['score']:.3f}", refresh=False,
                         tgt=f"{seen[coords]['target']['score']:.3f}")
     return path
 

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from xinterp_utils import data
 from xinterp_utils.paths import atomic_write, repo_root
+
+from .progress import tqdm
 
 # (task whose split is counted, dataset shown, tasks it serves), in the paper's order.
 _ROWS = (

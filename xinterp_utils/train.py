@@ -29,17 +29,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
-from tqdm.auto import tqdm
 
 from . import __version__
 from .data import load_split
-from .encoders import encoder_fingerprint, load_tokenizer
+from .encoders import check_max_length, encoder_fingerprint, load_tokenizer
 from .evaluate import evaluate
 from .features import batches, collate, featurize
 from .labels import TASKS
 from .model import TaskModel, build_task_model
 from .paths import atomic_write, remove_stale_temporaries
 from .precision import autocast_context, autocast_dtype
+from .progress import tqdm
 from .settings import BATCHINGS, PRECISIONS, VOCABS
 from .vocab import (
     check_covered,
@@ -178,6 +178,7 @@ def load_features(config: TrainConfig, tokenizer, lang: str, split: str, kept=No
     With `kept` (a trimmed vocabulary's ids) a feature holding any other piece is refused
     (`vocab.check_covered`), never mapped to `<unk>`.
     """
+    check_max_length(config.encoder, config.max_length)
     raw = load_split(config.task, lang, split, source=config.data_source)
     cap = config.max_train_examples if split == "train" else config.max_dev_examples
     raw = _capped(raw, cap)
@@ -484,8 +485,9 @@ def train(
     if record is not None and record.get("status") == "finished":
         return record
 
-    # Everything that can fail on bad input (tokenizer, data, encoder) comes before the
-    # run folder exists.
+    # Everything that can fail on bad input (tokenizer, data, encoder, a max_length past
+    # the encoder's positions) comes before the run folder exists.
+    check_max_length(config.encoder, config.max_length)
     tokenizer = load_tokenizer(config.encoder)
     model = build_run_model(config, tokenizer)
     kept = trimmed_kept(model)
@@ -523,7 +525,8 @@ def train(
             loss = run.step(batch, autocast)
             steps_this_call += 1
             tokens = int(batch["attention_mask"].sum())
-            bar.set_postfix(loss=f"{loss:.4f}",
+            # refresh=False: the bar redraws at its own pace (a log file gets few lines).
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
                             tok_s=f"{tokens / max(time.time() - tick, 1e-9):.0f}")
             bar.update(1)
             if pos["step_in_epoch"] in checkpoints:
