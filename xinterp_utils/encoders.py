@@ -87,12 +87,7 @@ def load_tokenizer(name: str):
     folders): a sweep or a list of runs would otherwise re-parse a 250k-piece vocabulary
     for every model.
     """
-    source = resolve_encoder(name)
-    stamp = None
-    if isinstance(source, Path):
-        with contextlib.suppress(OSError):
-            stamp = (source / "tokenizer.json").stat().st_mtime_ns
-    return _load_tokenizer_cached(name, str(source), stamp)
+    return _load_tokenizer_cached(name, *_source_and_stamp(name, "tokenizer.json"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -121,12 +116,18 @@ def max_positions(name: str) -> int | None:
 
     Reads config.json only (local folder, offline build, or the hub's cached copy).
     """
+    return _max_positions_cached(name, *_source_and_stamp(name, "config.json"))
+
+
+def _source_and_stamp(name: str, filename: str) -> tuple[str, int | None]:
+    """Return (what `name` resolves to, as text; the mtime of its `filename` for a local
+    folder, else None): the key under which a per-process cache may keep what was read."""
     source = resolve_encoder(name)
     stamp = None
     if isinstance(source, Path):
         with contextlib.suppress(OSError):
-            stamp = (source / "config.json").stat().st_mtime_ns
-    return _max_positions_cached(name, str(source), stamp)
+            stamp = (source / filename).stat().st_mtime_ns
+    return str(source), stamp
 
 
 @functools.lru_cache(maxsize=32)
