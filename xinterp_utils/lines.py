@@ -22,11 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-LINE_COLUMNS = [
-    "encoder", "task", "source", "target", "seed", "remedy", "k", "draw", "alpha", "scope",
-    "eval_lang", "eval_role", "metric", "score", "n_examples", "ckpt_start", "ckpt_end",
-    "line_id",
-]
+from .remedy_tables import LINE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -190,8 +186,3 @@ def run_lines(specs, checkpoint_root, results_root, *, executor: str = "inline",
     return run_jobs(run_line, jobs, executor=executor,
                     folder=Path(checkpoint_root) / "submitit", progress=progress,
                     **executor_options)
-
-
-def line_files(results_root: str | Path) -> list[Path]:
-    """Return every line CSV under `results_root`/remedies/lines, sorted."""
-    return sorted(Path(results_root).glob("remedies/lines/**/*.csv"))

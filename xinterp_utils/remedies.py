@@ -26,22 +26,16 @@ import pandas as pd
 
 from .fewshot import eligible_examples, fewshot_schedule
 from .lines import LineSpec, line_complete
-from .tables import read_table
+from .remedy_tables import (
+    CELL,
+    PLANE_COLUMNS,
+    REMEDY_COLUMNS,
+    SILVER_COLUMNS,
+    read_remedy_table,
+)
 from .train import TrainConfig, pair_configs, relative_run_dir
 
 REMEDIES = ("fewshot", "silver")
-CELL = ["encoder", "task", "source", "target", "seed"]
-REMEDY_COLUMNS = [*CELL, "remedy", "k", "draw", "shot_seed", "eval_lang", "eval_role",
-                  "metric", "score", "n_examples", "run_id", "ckpt_src", "lr", "epochs",
-                  "batch_size", "shot_passes", "total_steps", "checkpoint"]
-REMEDY_KEY = [*CELL, "remedy", "k", "draw", "eval_lang"]
-SILVER_COLUMNS = [*CELL, "lang", "metric", "agreement", "n_examples", "silver_key",
-                  "run_id", "ckpt_src"]
-SILVER_KEY = [*CELL, "lang"]
-PLANE_COLUMNS = [*CELL, "remedy", "k", "draw", "scope", "alpha1", "alpha2", "offset_norm",
-                 "residual_norm", "outside_fraction", "n_params", "run_id", "ckpt_src",
-                 "ckpt_tgt", "ckpt_bi"]
-PLANE_KEY = [*CELL, "remedy", "k", "draw", "scope"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +64,7 @@ def remedy_cells(profile) -> list[tuple]:
     """Return the (encoder, task, source, target, seed) cells the profile's remedies
     cover (none when they are off)."""
     settings = profile.remedy_settings()
-    if settings is None:
-        return []
-    return [(encoder, task, source, target, seed) for encoder in profile.encoders
-            for task in settings.task_list(profile)
-            for source, target in settings.pair_tuples(profile)
-            for seed in settings.seed_list(profile)]
+    return [] if settings is None else settings.cells(profile)
 
 
 _POOLS: dict[tuple, int] = {}
@@ -285,9 +274,9 @@ def complete_remedy_cells(profile, results_root: str | Path) -> set[tuple]:
     plane coordinates, the silver agreement, and every point of its lines. Such cells
     need no checkpoint and are skipped."""
     results_root = Path(results_root)
-    scores = read_table(results_root / "remedies.csv", REMEDY_COLUMNS)
-    coords = read_table(results_root / "plane_coords.csv", PLANE_COLUMNS)
-    silver = read_table(results_root / "silver.csv", SILVER_COLUMNS)
+    scores = read_remedy_table(results_root, "remedies")
+    coords = read_remedy_table(results_root, "plane")
+    silver = read_remedy_table(results_root, "silver")
     scored = {(_norm(r["run_id"]), r["eval_role"]) for r in scores.to_dict("records")}
     placed = {(_norm(r["run_id"]), r["scope"]) for r in coords.to_dict("records")}
     agreed = {_norm(r["run_id"]) for r in silver.to_dict("records")}

@@ -59,6 +59,13 @@ class RemedySettings:
         """Return the seeds the remedies run on."""
         return list(profile.seeds) if self.seeds == "all" else list(self.seeds)
 
+    def cells(self, profile) -> list[tuple]:
+        """Return the (encoder, task, source, target, seed) cells the remedies cover."""
+        return [(encoder, task, source, target, seed) for encoder in profile.encoders
+                for task in self.task_list(profile)
+                for source, target in self.pair_tuples(profile)
+                for seed in self.seed_list(profile)]
+
     def task_list(self, profile) -> list[str]:
         """Return the tasks the remedies run on, in the profile's order."""
         return list(profile.tasks) if self.tasks == "all" else [
