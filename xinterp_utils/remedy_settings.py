@@ -158,3 +158,22 @@ def parse_remedies(value, profile) -> RemedySettings | None:
             bad("fewshot", f"fewshot.lr={merged['lr']!r}: {why}")
         out["fewshot"] = merged
     return RemedySettings(**out)
+
+
+def remedy_plan_line(profile) -> str | None:
+    """Return one line sizing the profile's notebook 06 work for `xinterp plan` (None when
+    the remedies are off): remedy runs, lines and evaluated points, counted from the
+    settings alone (a k above a language's pool is capped, and merged, when run)."""
+    settings = profile.remedy_settings()
+    if settings is None:
+        return None
+    cells = len(settings.cells(profile))
+    fewshot = cells * len(settings.k) * settings.draws
+    silver = cells if settings.silver else 0
+    lines = cells * (len(settings.k) * min(settings.line_draws, settings.draws)
+                     + (1 if settings.silver else 0))
+    points = lines * len(settings.alphas)
+    return (f"remedies (notebook 06): {cells} cell(s): {fewshot} few-shot runs (k "
+            f"{list(settings.k)} x {settings.draws} draws), {silver} silver runs "
+            f"(each the size of a θ_bi run), {lines} lines x {len(settings.alphas)} points = "
+            f"{points} evaluated models on 2 dev sets; not in the estimate below")
