@@ -10,8 +10,9 @@ of the plane nearest θ, so Eq. 3's grid at (α1, α2) is where the model "is" o
 surfaces of notebook 03; the residual r = d − α1·δ_src − α2·δ_tgt is what the plane
 does not show, and ‖r‖ / ‖d‖ the fraction of the offset's norm outside it. Sums run in
 float64 over the same parameters as the geometry (`interpolate.interpolated_names` of
-the profile's scope), a chunk at a time; the residual is summed in a second pass
-rather than as ‖d‖² − bᵀα, which would cancel for a model in the plane.
+the profile's scope), a chunk at a time. The residual is ‖d‖² − bᵀα (b the right-hand
+side) where that difference is large; where it is small (a model near the plane) the
+subtraction would cancel, and r is summed directly in a second pass instead.
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ def plane_projection(theta_bi: Mapping, theta_src: Mapping, theta_tgt: Mapping,
         raise ValueError("plane_projection: δ_src and δ_tgt do not span a plane "
                          f"(‖δ_src‖² = {ss:.3g}, ‖δ_tgt‖² = {tt:.3g}, δ_src·δ_tgt = {st:.3g})")
     alpha1, alpha2 = np.linalg.solve(gram, np.array([sd, td])).tolist()
-    # Pass 2: the residual, summed directly.
-    rr = 0.0
-    for bi, src, tgt, th in _chunks(states, keys, chunk_size):
-        r = (th - bi) - alpha1 * (src - bi) - alpha2 * (tgt - bi)
-        rr += float(r @ r)
+    rr = dd - (alpha1 * sd + alpha2 * td)
+    # Relative rounding of the subtraction is ~1e-16·dd/rr: exact enough above 1e-6·dd.
+    if rr <= 1e-6 * dd:  # near the plane: pass 2 sums the residual directly
+        rr = 0.0
+        for bi, src, tgt, th in _chunks(states, keys, chunk_size):
+            r = (th - bi) - alpha1 * (src - bi) - alpha2 * (tgt - bi)
+            rr += float(r @ r)
     offset, residual = math.sqrt(dd), math.sqrt(rr)
     return {"alpha1": alpha1, "alpha2": alpha2, "offset_norm": offset,
             "residual_norm": residual,

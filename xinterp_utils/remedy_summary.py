@@ -34,12 +34,18 @@ def target_scores(remedies: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFram
     keep = [*CELL, "model", "k", "draw", "score"]
     rows = pd.concat([zero[keep], new[keep], both[keep]], ignore_index=True)
     rows = rows.merge(bi, on=CELL, how="left")
-    rows["k"] = pd.to_numeric(rows["k"], errors="coerce")
-    rows["draw"] = pd.to_numeric(rows["draw"], errors="coerce")
+    rows["k"] = _int_column(rows["k"])
+    rows["draw"] = _int_column(rows["draw"])
     with np.errstate(divide="ignore", invalid="ignore"):
         rows["norm_score"] = np.where(rows["bi_score"] > 0, rows["score"] / rows["bi_score"],
                                       np.nan)
     return rows
+
+
+def _int_column(values: pd.Series) -> pd.Series:
+    """Return `values` (k or draw: whole numbers, empty for silver and the end-points) as
+    nullable integers, so tables print 16, not 16.0."""
+    return pd.to_numeric(values, errors="coerce").round().astype("Int64")
 
 
 def _var(values: pd.Series) -> float:
@@ -82,7 +88,7 @@ def plane_summary(coords: pd.DataFrame) -> pd.DataFrame:
     """Return, per (encoder, task, pair, remedy, k), the mean and spread over seeds and
     draws of the plane coordinates (`alpha1`, `alpha2`, unitless) and of the fraction of
     the offset outside the plane (`outside_fraction`), with the count `n`."""
-    rows = coords.assign(k=pd.to_numeric(coords["k"], errors="coerce"))
+    rows = coords.assign(k=_int_column(coords["k"]))
     agg = rows.groupby([*PAIR, "remedy", "k"], dropna=False).agg(
         alpha1=("alpha1", "mean"), alpha1_std=("alpha1", "std"),
         alpha2=("alpha2", "mean"), alpha2_std=("alpha2", "std"),
@@ -129,9 +135,10 @@ def slopes_at_models(coords: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
                         "surface": _bilinear(a1, a2, z, r["alpha1"], r["alpha2"]),
                         "slope": _bilinear(a1, a2, slope, r["alpha1"], r["alpha2"]),
                         "slope_zero_shot": _bilinear(a1, a2, slope, 1.0, 0.0)})
-    return pd.DataFrame(out, columns=["encoder", "task", "source", "target", "seed",
-                                      "remedy", "k", "draw", "eval_role", "alpha1", "alpha2",
-                                      "surface", "slope", "slope_zero_shot"])
+    table = pd.DataFrame(out, columns=["encoder", "task", "source", "target", "seed",
+                                       "remedy", "k", "draw", "eval_role", "alpha1",
+                                       "alpha2", "surface", "slope", "slope_zero_shot"])
+    return table.assign(k=_int_column(table["k"]), draw=_int_column(table["draw"]))
 
 
 def line_summary(lines: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +149,7 @@ def line_summary(lines: pd.DataFrame) -> pd.DataFrame:
     (`max_gap_to_line`), all fractions; `n_lines` counts the lines."""
     out = []
     keys = [*PAIR, "remedy", "k", "eval_role"]
-    rows = lines.assign(k=pd.to_numeric(lines["k"], errors="coerce"))
+    rows = lines.assign(k=_int_column(lines["k"]))
     for key, g in rows.groupby(keys, dropna=False):
         per_line = []
         for _, line in g.groupby("line_id"):
