@@ -2,7 +2,7 @@
 # Usage: ./run_all.sh [PROFILE] [key=value ...]
 #
 # Creates/updates the environment, builds the profile's encoders, writes Table 1, then
-# executes the notebooks 01..05 headless with papermill, the profile and overrides as
+# executes the notebooks 01..06 headless with papermill, the profile and overrides as
 # parameters. PROFILE is paper, repro, demo or smoke; without one, paper where a GPU and
 # the Hugging Face hub are available, else demo. Overrides are YAML values, e.g.
 # ./run_all.sh demo seeds=[1,2] pairs=[en-de,en-ru].

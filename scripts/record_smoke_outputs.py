@@ -2,12 +2,13 @@
 
 Usage: python scripts/record_smoke_outputs.py
 
-1. Executes the five committed notebooks with their default parameters (the smoke
+1. Executes the six committed notebooks with their default parameters (the smoke
    profile, outputs under runs/smoke/), exactly as `pytest --nbval-lax` does.
 2. Copies the outputs of the cells marked `# NBVAL_CHECK_OUTPUT` back into the committed
    notebooks; every other cell is stored without outputs, so the notebooks stay small.
 3. Writes tests/data/smoke_recorded.json: the smoke profile's fine-tuning scores, sweep
-   scores and geometry, which tests/test_notebooks.py compares with tolerances.
+   scores and geometry, and notebook 06's remedy scores, silver agreement and plane
+   coordinates, which tests/test_notebooks.py compares with tolerances.
 
 Run it after a change that is meant to alter the smoke profile's numbers, and say why in
 the commit message.
@@ -58,10 +59,26 @@ def recorded_values(results: Path) -> dict:
     sweeps = pd.concat(pd.read_csv(p) for p in sweep_files(results))
     geometry = pd.read_csv(results / "geometry.csv")
     keys = ["task", "plane", "alpha", "alpha1", "alpha2", "eval_lang"]
-    return {
+    return {**recorded_remedies(results),
         "finetune": finetune[["task", "model", "eval_lang", "score"]].to_dict("records"),
         "sweeps": sweeps[[*keys, "score"]].sort_values(keys).to_dict("records"),
         "geometry": geometry[["task", "norm_src", "norm_tgt", "ratio", "angle_deg"]]
+        .to_dict("records"),
+    }
+
+
+def recorded_remedies(results: Path) -> dict:
+    """Return notebook 06's smoke numbers: remedy dev scores, silver agreement, plane
+    coordinates ({section: [row, ...]})."""
+    remedies = pd.read_csv(results / "remedies.csv")
+    silver = pd.read_csv(results / "silver.csv")
+    coords = pd.read_csv(results / "plane_coords.csv")
+    keys = ["task", "remedy", "k", "draw"]
+    return {
+        "remedies": remedies[[*keys, "eval_lang", "score"]].sort_values([*keys, "eval_lang"])
+        .to_dict("records"),
+        "silver": silver[["task", "agreement"]].to_dict("records"),
+        "plane": coords[[*keys, "alpha1", "alpha2", "outside_fraction"]].sort_values(keys)
         .to_dict("records"),
     }
 

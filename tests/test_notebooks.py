@@ -1,4 +1,4 @@
-"""The five notebooks execute headless under papermill on the smoke profile, end to end."""
+"""The six notebooks execute headless under papermill on the smoke profile, end to end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from xinterp_utils.notebooks import notebook_paths, run
 from xinterp_utils.sweeps import sweep_files
 
-FIGURES = ["fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
+FIGURES = ["fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11",
+           "fig12", "fig13"]
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,10 @@ def smoke_run(tmp_path_factory, data_dir):
     return out, executed
 
 
-def test_all_five_notebooks_ran(smoke_run):
+def test_all_six_notebooks_ran(smoke_run):
     _, executed = smoke_run
     assert [p.name for p in executed] == [p.name for p in notebook_paths()]
-    assert len(executed) == 5
+    assert len(executed) == 6
     for path in executed:
         nb = json.loads(path.read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", [])
@@ -106,3 +107,70 @@ def test_geometry_matches_the_recorded_run(smoke_run):
         for col in ("norm_src", "norm_tgt", "ratio"):
             assert got[task][col] == pytest.approx(row[col], rel=0.02), (task, col)
         assert got[task]["angle_deg"] == pytest.approx(row["angle_deg"], abs=1.0), task
+
+
+def test_remedy_tables(smoke_run):
+    out, _ = smoke_run
+    results = out / "results"
+    remedies = pd.read_csv(results / "remedies.csv")
+    # 4 tasks × (2 k × 2 draws + 1 silver) models × 2 dev sets
+    assert len(remedies) == 4 * 5 * 2 and remedies["score"].between(0, 1).all()
+    assert set(remedies["k"].dropna()) == {4, 16}
+    silver = pd.read_csv(results / "silver.csv")
+    assert len(silver) == 4 and silver["agreement"].between(0, 1).all()
+    coords = pd.read_csv(results / "plane_coords.csv")
+    assert len(coords) == 4 * 5 and coords["outside_fraction"].between(0, 1).all()
+    lines = pd.concat(pd.read_csv(p) for p in (results / "remedies" / "lines").rglob("*.csv"))
+    assert len(lines) == 4 * 3 * 3 * 2  # 4 tasks × 3 lines × 3 α × 2 dev sets
+
+
+def test_remedy_figures_redraw_byte_identically(smoke_run, tmp_path):
+    from xinterp_utils.profiles import load_profile
+    from xinterp_utils.remedy_figures import redraw_remedies
+
+    out, _ = smoke_run
+    profile = load_profile("smoke", [f"results={out / 'results'}"])
+    assert redraw_remedies(profile, out / "results", tmp_path, log=lambda line: None) == [
+        11, 12, 13]
+    for n in (11, 12, 13):
+        for fmt in ("pdf", "png"):
+            name = f"fig{n}.{fmt}"
+            assert (tmp_path / name).read_bytes() == (out / "figures" / name).read_bytes()
+
+
+def test_remedies_match_the_recorded_run(smoke_run):
+    out, _ = smoke_run
+    results = out / "results"
+    keys = ["task", "remedy", "k", "draw", "eval_lang"]
+    got = _by(pd.read_csv(results / "remedies.csv")[[*keys, "score"]].fillna(-99)
+              .to_dict("records"), keys)
+    want = _by(pd.DataFrame(RECORDED["remedies"]).fillna(-99).to_dict("records"), keys)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key]["score"] == pytest.approx(row["score"], abs=SCORE_TOL), key
+    silver = _by(pd.read_csv(results / "silver.csv").to_dict("records"), ["task"])
+    for task, row in _by(RECORDED["silver"], ["task"]).items():
+        assert silver[task]["agreement"] == pytest.approx(row["agreement"], abs=SCORE_TOL)
+    keys = ["task", "remedy", "k", "draw"]
+    coords = _by(pd.read_csv(results / "plane_coords.csv").fillna(-99).to_dict("records"), keys)
+    for key, row in _by(pd.DataFrame(RECORDED["plane"]).fillna(-99).to_dict("records"),
+                        keys).items():
+        for col in ("alpha1", "alpha2", "outside_fraction"):
+            assert coords[key][col] == pytest.approx(row[col], abs=0.05), (key, col)
+
+
+def test_remedies_report_is_written_from_the_results(smoke_run, tmp_path):
+    import importlib.util
+
+    out, _ = smoke_run
+    path = Path(__file__).parent.parent / "scripts" / "remedies_report.py"
+    spec = importlib.util.spec_from_file_location("remedies_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["smoke", "--results", str(out / "results"), "--out", str(tmp_path / "R.md")]
+    assert module.main(args) == 0
+    text = (tmp_path / "R.md").read_text()
+    assert "No rows yet" not in text  # every section has its table
+    assert text.count("\n| task |") >= 4
+    assert module.main([*args[:-1], str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == text  # deterministic

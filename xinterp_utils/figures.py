@@ -114,7 +114,7 @@ def redraw(profile, results_root: str | os.PathLike, out_dir: str | os.PathLike,
            table1: bool = True, log: Callable[[str], None] = print) -> list[Path]:
     """Redraw every figure the results in `results_root` support, and Table 1, into `out_dir`.
 
-    Figures are those of notebooks 02-05 (Figs. 2-10) with the profile's grid and
+    Figures are those of notebooks 02-06 (Figs. 2-13) with the profile's grid and
     settings; a figure whose rows are absent (no 2D sweeps, no geometry.csv, a task not
     run) is skipped with a line saying so. Table 1 comes from the profile's data source
     (`table1=False` leaves it out). Returns the paths written. Raises FileNotFoundError
@@ -162,6 +162,12 @@ def redraw(profile, results_root: str | os.PathLike, out_dir: str | os.PathLike,
     else:
         draw_fig4(geometry, profile, out_dir)
         done([4], start)
+    from .remedy_figures import redraw_remedies  # notebook 06's figures
+
+    start = time.perf_counter()
+    remedies = redraw_remedies(profile, results_root, out_dir, log=log)
+    if remedies:
+        done(remedies, start)
     paths = [out_dir / f"fig{n}.{fmt}" for n in sorted(written) for fmt in ("pdf", "png")]
     if table1:
         from .table1 import write_table1

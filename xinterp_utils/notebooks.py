@@ -1,7 +1,7 @@
 """Execute the companion's notebooks headless with papermill, in order.
 
 `python -m xinterp_utils.notebooks run PROFILE [key=value ...]` runs
-`notebooks/01_*.ipynb … 05_*.ipynb` with the parameters `profile` and `overrides`,
+`notebooks/01_*.ipynb … 06_*.ipynb` with the parameters `profile` and `overrides`,
 writes each executed copy to `notebooks/executed/`, and stops at the first notebook
 that fails, naming it and the failing cell.
 
@@ -115,7 +115,7 @@ class NotebookProgress(logging.Handler):
 
 
 def notebook_paths(folder: Path | None = None) -> list[Path]:
-    """Return the numbered notebooks (01_…05_) in execution order."""
+    """Return the numbered notebooks (01_…06_) in execution order."""
     folder = folder or repo_root() / "notebooks"
     return sorted(p for p in folder.glob("0[0-9]_*.ipynb"))
 

@@ -101,6 +101,7 @@ class Plan:
     gpu_hours_eval: float | None
     assumptions: Assumptions = field(default_factory=Assumptions)
     notes: list = field(default_factory=list)
+    remedies: str | None = None  # notebook 06's work, counted (remedy_settings)
 
     @property
     def gpu_hours(self) -> float | None:
@@ -272,9 +273,12 @@ def plan_profile(profile: Profile, assumptions: Assumptions | None = None) -> Pl
                          for e, t in dev_tokens_by_encoder.items()) / rate / 3600
     notes = [f"encoder {e}: parameter count unknown (hub name not in ENCODER_PARAMETERS); "
              "no GPU-hour estimate" for e, p in params.items() if p is None]
+    from .remedy_settings import remedy_plan_line
+
     return Plan(profile.name, len(runs), by_task, len(sweeps[False]), len(sweeps[True]),
                 points[False], points[True], train_examples, train_tokens, dev_evals,
-                dev_tokens, once, note, params, hours_train, hours_eval, assumptions, notes)
+                dev_tokens, once, note, params, hours_train, hours_eval, assumptions, notes,
+                remedy_plan_line(profile))
 
 
 def report(plan: Plan) -> list[str]:
@@ -293,6 +297,7 @@ def report(plan: Plan) -> list[str]:
         (f"dev sets: {plan.dev_tokens_once:,.0f} tokens once each; "
         f"{plan.dev_evaluations:,} dev-set evaluations in all (training and sweeps), "
         f"{plan.dev_tokens:,.0f} tokens"),
+        *([plan.remedies] if plan.remedies else []),
         f"counts: {plan.data_note}",
         "parameters: " + ", ".join(f"{e} {p / 1e6:,.1f}M" if p else f"{e} unknown"
                                    for e, p in plan.parameters.items()),

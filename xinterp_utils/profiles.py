@@ -122,6 +122,9 @@ class Profile:
     # submitit Slurm resources (jobs.SlurmOptions fields), e.g. {partition: gpu, mem_gb: 64}
     slurm: dict = field(default_factory=dict)
     data: str | None = None  # offline data folder, "hub", or None (auto)
+    # Notebook 06: few-shot and silver models through the interpolation lens; null: off,
+    # a mapping: on (`remedy_settings.RemedySettings` has the keys and their defaults).
+    remedies: dict | None = None
     checkpoints: str = "checkpoints"
     results: str = "results"
     figures: str = "figures"
@@ -194,6 +197,9 @@ class Profile:
             bad("scope", f"expected one of {SCOPES}")
         if self.executor not in EXECUTORS:
             bad("executor", f"expected one of {EXECUTORS}")
+        from .remedy_settings import parse_remedies
+
+        parse_remedies(self.remedies, self)
         from .jobs import SlurmOptions
 
         known = {f.name for f in dataclasses.fields(SlurmOptions)}
@@ -233,6 +239,13 @@ class Profile:
                    "batching": self.batching, "precision": self.precision,
                    "vocab": self.vocab, "evals_per_epoch": self.evals_per_epoch}
         return {**hparams, **self.task_hparams.get(task, {})}
+
+    def remedy_settings(self):
+        """Return the parsed `remedies` field (`remedy_settings.RemedySettings`), or None
+        when the remedies are off for this profile."""
+        from .remedy_settings import parse_remedies
+
+        return parse_remedies(self.remedies, self)
 
     def executor_options(self) -> dict:
         """Return the keyword arguments `jobs.run_jobs` needs for this profile's executor."""

@@ -83,6 +83,18 @@ class TrainConfig:
     precision: str = "bf16-cuda"  # precision.PRECISIONS
     vocab: str = "full"  # "trimmed": embedding rows for the data's pieces only (vocab.py)
     evals_per_epoch: int = 1  # dev evaluations per epoch (learning curve); selection: epoch ends
+    # Remedy runs (notebook 06; fewshot.py, silver.py). `init_from`: the run folder,
+    # relative to the checkpoint root (so it names the run's hash), whose selected model
+    # (encoder and head) this run starts from instead of the pretrained encoder and a
+    # fresh head. `shots`: train on k examples drawn (seed `shot_seed`) from each
+    # training language's capped set, `shot_passes` passes over them per epoch.
+    # `silver_from`: the run folder whose predictions replace the gold labels of every
+    # training language that run was not trained on.
+    init_from: str | None = None
+    shots: int | None = None
+    shot_seed: int | None = None
+    shot_passes: int = 1
+    silver_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -102,6 +114,19 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: must be > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"TrainConfig.warmup_ratio={self.warmup_ratio!r}: must be in [0, 1)")
+        if (self.shots is None) != (self.shot_seed is None):
+            raise ValueError(f"TrainConfig.shots={self.shots!r}, shot_seed={self.shot_seed!r}: "
+                             "give both or neither")
+        if self.shots is not None and self.shots <= 0:
+            raise ValueError(f"TrainConfig.shots={self.shots!r}: must be > 0")
+        if self.shot_passes <= 0:
+            raise ValueError(f"TrainConfig.shot_passes={self.shot_passes!r}: must be > 0")
+        for name in ("init_from", "silver_from"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or value.startswith("/")
+                                      or ".." in value.split("/")):
+                raise ValueError(f"TrainConfig.{name}={value!r}: give a run folder relative "
+                                 "to the checkpoint root")
 
     def to_dict(self) -> dict:
         """Return the config as JSON-ready data."""
@@ -136,7 +161,8 @@ class TrainConfig:
 
 # Later settings and the value that reproduces runs made before they existed.
 IDENTITY_DEFAULTS = {"batching": "random", "precision": "bf16-cuda", "vocab": "full",
-                     "evals_per_epoch": 1}
+                     "evals_per_epoch": 1, "init_from": None, "shots": None,
+                     "shot_seed": None, "shot_passes": 1, "silver_from": None}
 
 
 def identity_hparams(hparams: dict) -> dict:
@@ -450,16 +476,28 @@ class _Training:
                        {"run": self.config.run_hash(), "epoch": pos["epoch"]})
 
 
-def _training_features(config: TrainConfig, tokenizer, kept):
-    """Return (features of all training languages, data fingerprints)."""
-    features, fingerprints = [], {}
+def _training_features(config: TrainConfig, tokenizer, kept, checkpoint_root=None):
+    """Return (features of all training languages, data fingerprints, remedy notes).
+
+    A remedy run (`shots`, `silver_from`) takes its data from `remedy_data` (the drawn
+    shots, or silver labels) and notes what it used (shot indices, label agreement).
+    """
+    features, fingerprints, notes = [], {}, {}
     for lang in config.train_langs:
-        feats, raw = load_features(config, tokenizer, lang, "train", kept=kept)
+        if config.shots is None and config.silver_from is None:
+            feats, raw = load_features(config, tokenizer, lang, "train", kept=kept)
+        else:
+            from .remedy_data import remedy_features
+
+            feats, raw, note = remedy_features(config, tokenizer, lang, checkpoint_root,
+                                               kept=kept)
+            if note:
+                notes[lang] = note
         features.extend(feats)
         fingerprints[f"{lang}/train"] = raw.fingerprint
         if raw.substitute:
             fingerprints[f"{lang}/train:substitute"] = raw.substitute
-    return features, fingerprints
+    return features, fingerprints, notes
 
 
 def train(
@@ -490,8 +528,11 @@ def train(
     check_max_length(config.encoder, config.max_length)
     tokenizer = load_tokenizer(config.encoder)
     model = build_run_model(config, tokenizer)
+    if config.init_from is not None:  # a remedy run continues from another run's model
+        load_model_weights(model, finished_model_path(checkpoint_root, config.init_from))
     kept = trimmed_kept(model)
-    train_feats, fingerprints = _training_features(config, tokenizer, kept)
+    train_feats, fingerprints, remedy = _training_features(config, tokenizer, kept,
+                                                           checkpoint_root)
     if not train_feats:
         raise ValueError(f"{run_dir}: no training examples for {config.train_langs}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -568,9 +609,32 @@ def train(
         "versions": library_versions(),
         "seconds_last_call": round(time.time() - started, 1),
     }
+    if remedy:  # only remedy runs have it: other records keep their keys
+        record["remedy"] = remedy
     write_record(run_dir, record)
     run.state_path.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
     return record
+
+
+def finished_model_path(checkpoint_root: str | Path, relative_run_dir: str) -> Path:
+    """Return the selected model file of the finished run at `relative_run_dir` (under
+    `checkpoint_root`); raise FileNotFoundError naming it when the run is not finished,
+    or ValueError when its record's run id is not the hash the folder name carries."""
+    run_dir = Path(checkpoint_root) / relative_run_dir
+    record = read_record(run_dir)
+    if record is None or record.get("status") != "finished":
+        raise FileNotFoundError(f"{run_dir}: the run this one starts from (or is labelled "
+                                "by) is not finished; train it first (notebook 01)")
+    if not run_dir.name.endswith(f"-{record['run_id']}"):
+        raise ValueError(f"{run_dir}: record.json says run {record['run_id']}, the folder "
+                         "name another")
+    return run_dir / MODEL_NAME
+
+
+def relative_run_dir(config: TrainConfig) -> str:
+    """Return the run folder of `config` relative to any checkpoint root, as
+    `init_from` / `silver_from` name it (e.g. ``offline/pos/en/seed1-<hash>``)."""
+    return config.run_dir(".").as_posix()
 
 
 def load_run_model(config: TrainConfig, checkpoint_root: str | Path, tokenizer) -> TaskModel:
