@@ -212,24 +212,25 @@ def pack_offline_small(folder: Path) -> None:
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
+    from xinterp_utils import e5_file as e5f
     from xinterp_utils import offline_encoder as oe
     from xinterp_utils.encoders import resolve_encoder
 
     small, parent = Path(resolve_encoder("offline-small")), Path(resolve_encoder("offline"))
-    e5 = oe.read_e5_file()
+    e5 = e5f.read_e5_file()
     config = json.loads((small / "config.json").read_text("utf-8"))
     pieces = {p: i for i, (p, _) in enumerate(json.loads(
         (parent / "tokenizer.json").read_text("utf-8"))["model"]["vocab"])}
     kept = np.array([pieces[p] for p, _ in json.loads(
         (small / "tokenizer.json").read_text("utf-8"))["model"]["vocab"]])
-    names = dict(oe._EMBEDDING_TENSORS)
+    names = dict(e5f.EMBEDDING_TENSORS)
     for i in range(config["num_hidden_layers"]):
         names.update({f"l{i}.{k}": f"encoder.layer.{i}.{v}"
-                      for k, v in oe._LAYER_TENSORS.items()})
+                      for k, v in e5f.LAYER_TENSORS.items()})
     tensors, q4, shapes = {}, [], {}
     for name, key in names.items():
         entry = e5.tensors[name]
-        if entry.dtype == oe.DTYPE_Q4:
+        if entry.dtype == e5f.DTYPE_Q4:
             raw = np.frombuffer(e5.data, dtype=np.uint8, count=entry.nbytes,
                                 offset=entry.offset)
             shape = list(e5.shape(name))
@@ -253,7 +254,7 @@ def pack_offline_small(folder: Path) -> None:
 
 
 def _unpack(tensors: dict, q4: list, shapes: dict) -> dict:
-    from xinterp_utils.offline_encoder import dequantize_q4
+    from xinterp_utils.e5_file import dequantize_q4
 
     return {k: dequantize_q4(v).reshape(shapes[k]) if k in q4 else v
             for k, v in tensors.items()}
@@ -512,10 +513,11 @@ def part_sweep(env: Env, args, budget_end: float, out: dict) -> None:
     import sweep as sw
     import torch
 
+    from xinterp_utils.checkpoints import load_model_weights
     from xinterp_utils.encoders import load_tokenizer
+    from xinterp_utils.model import build_run_model
     from xinterp_utils.precision import autocast_dtype
-    from xinterp_utils.sweeps import SweepSpec
-    from xinterp_utils.train import build_run_model, load_model_weights
+    from xinterp_utils.sweep_spec import SweepSpec
 
     folder = env.xlmr_folder()
     # One epoch: the end-points are not timed, and a random encoder gains nothing from two.

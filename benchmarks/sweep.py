@@ -50,22 +50,16 @@ from safetensors.torch import load_file
 
 from xinterp_utils import labels
 from xinterp_utils import sweeps as sweeps_mod
+from xinterp_utils.checkpoints import MODEL_NAME, RECORD_NAME, load_model_weights
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.evaluate import evaluate
-from xinterp_utils.features import IGNORE_INDEX, collate
-from xinterp_utils.labels import TASKS
-from xinterp_utils.model import build_task_model
+from xinterp_utils.features import collate
+from xinterp_utils.labels import IGNORE_INDEX, TASKS
+from xinterp_utils.model import build_run_model, build_task_model
 from xinterp_utils.precision import autocast_dtype
-from xinterp_utils.sweeps import SweepSpec, run_sweep
-from xinterp_utils.train import (
-    MODEL_NAME,
-    RECORD_NAME,
-    build_run_model,
-    default_device,
-    load_features,
-    load_model_weights,
-    train,
-)
+from xinterp_utils.sweep_spec import SweepSpec
+from xinterp_utils.sweeps import run_sweep
+from xinterp_utils.train import default_device, load_features, train
 
 # End-points good enough to give non-trivial scores, trained in about a minute on 2 cores.
 TRAIN_HPARAMS = {"epochs": 2, "batch_size": 16, "lr": 1e-4, "max_length": 128,
@@ -103,7 +97,7 @@ def _instrumented(run: OursRun, device: str, captured: list | None):
     """Patch the names `run_sweep` looks up in its module to time its parts (and capture
     its batches into `captured`); restore them afterwards."""
     real_plane, real_eval = sweeps_mod.InterpolationPlane, sweeps_mod.evaluate
-    real_append, real_batches = sweeps_mod._append_rows, sweeps_mod.batches
+    real_append, real_batches = sweeps_mod.append_rows, sweeps_mod.batches
     start = time.perf_counter()
 
     class TimedPlane(real_plane):
@@ -135,14 +129,14 @@ def _instrumented(run: OursRun, device: str, captured: list | None):
         return iter(out)
 
     sweeps_mod.InterpolationPlane, sweeps_mod.evaluate = TimedPlane, timed_evaluate
-    sweeps_mod._append_rows = timed_append
+    sweeps_mod.append_rows = timed_append
     if captured is not None:
         sweeps_mod.batches = capturing_batches
     try:
         yield start
     finally:
         sweeps_mod.InterpolationPlane, sweeps_mod.evaluate = real_plane, real_eval
-        sweeps_mod._append_rows, sweeps_mod.batches = real_append, real_batches
+        sweeps_mod.append_rows, sweeps_mod.batches = real_append, real_batches
 
 
 def run_ours(spec: SweepSpec, checkpoints: Path, device: str,

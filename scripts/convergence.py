@@ -26,12 +26,13 @@ import sys
 
 import pandas as pd
 
-from xinterp_utils.finetune import CURVE_KEY, curve_rows
+from xinterp_utils.config import TrainConfig
+from xinterp_utils.finetune import curve_rows
 from xinterp_utils.paths import repo_root
 from xinterp_utils.profiles import load_profile
 from xinterp_utils.summary import plateau_summary
-from xinterp_utils.tables import upsert_rows
-from xinterp_utils.train import TrainConfig, train
+from xinterp_utils.tables import CURVE_KEY, upsert_rows
+from xinterp_utils.train import train
 
 CONVERGENCE_COLUMNS = ["encoder", "task", "train_langs", "seed", "variant", "run_id",
                        "train_examples", "epochs", "lr", "batch_size", "batching",

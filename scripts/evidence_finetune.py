@@ -11,7 +11,8 @@ import json
 import sys
 import time
 
-from xinterp_utils.train import ensure_dev_scores, pair_configs, train
+from xinterp_utils.config import pair_configs
+from xinterp_utils.train import ensure_dev_scores, train
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 from xinterp_utils.notebooks import execute_notebook, notebook_paths
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
-from xinterp_utils.sweeps import sweep_files
+from xinterp_utils.sweep_rows import sweep_files
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 RECORDED = repo_root() / "tests" / "data" / "smoke_recorded.json"

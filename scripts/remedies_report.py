@@ -25,6 +25,7 @@ from xinterp_utils.remedy_summary import (
     slopes_at_models,
     variance_by_k,
 )
+from xinterp_utils.remedy_tables import in_cells, read_remedy_table
 
 MISSING = "_No rows yet: run notebook 06 (`./run_all.sh {profile}`)._"
 
@@ -62,7 +63,7 @@ def report(profile, results: Path) -> str:
             f"{'on' if settings.silver else 'off'}; few-shot settings {settings.fewshot}."), ""]
     scores = remedy_figures.score_rows(profile, results)
     runs = pd.DataFrame()
-    remedies = remedy_figures.in_cells(remedy_figures.read_remedy_table(results, "remedies"),
+    remedies = in_cells(read_remedy_table(results, "remedies"),
                                        settings.cells(profile))
     if not remedies.empty:
         runs = (remedies[remedies["eval_role"] == "target"]
@@ -84,7 +85,7 @@ def report(profile, results: Path) -> str:
     out += ["## Silver labels against gold", "",
             ("Agreement of θ_src's labels with the gold labels they replace, in the task's "
             "metric (accuracy, span F1, LAS), per seed."), ""]
-    silver = remedy_figures.in_cells(remedy_figures.read_remedy_table(results, "silver"),
+    silver = in_cells(read_remedy_table(results, "silver"),
                                      settings.cells(profile))
     out += [_table(silver[["task", "source", "target", "seed", "metric", "agreement",
                            "n_examples"]]) if not silver.empty else missing, ""]

@@ -16,19 +16,17 @@ import sys
 import numpy as np
 import pandas as pd
 
-from xinterp_utils.analysis import add_views, load_results
-from xinterp_utils.finetune import FINETUNE_COLUMNS
+from xinterp_utils.analysis import profile_rows
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
+from xinterp_utils.settings import PLANE_2D, PLANES_1D
 from xinterp_utils.summary import (
     finetune_seed_spread,
     one_d_summary,
-    select_profile_rows,
     surface_slopes,
     variance_summary,
 )
-from xinterp_utils.sweeps import GEOMETRY_COLUMNS, sweep_files
-from xinterp_utils.tables import profile_cells, read_table
+from xinterp_utils.tables import FINETUNE_COLUMNS, GEOMETRY_COLUMNS, profile_cells, read_table
 
 
 def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
@@ -57,8 +55,8 @@ def markdown(df: pd.DataFrame, digits: int = 3) -> str:
 def report(profile) -> str:
     """Return the claims report of `profile`'s results as markdown."""
     results = repo_root() / profile.results
-    rows = add_views(select_profile_rows(load_results(sweep_files(results)), profile))
-    one_d = rows[rows["plane"].isin(["eq1", "eq2"])]
+    rows = profile_rows(profile, results)
+    one_d = rows[rows["plane"].isin(PLANES_1D)]
     finetune_path, geometry_path = results / "finetune.csv", results / "geometry.csv"
     raw = pd.DataFrame({"note": [f"{finetune_path.name} not written yet (notebook 01)"]})
     spread = raw
@@ -83,8 +81,8 @@ def report(profile) -> str:
                 .reset_index())
     variance.columns.name = None
     variance["target_over_source"] = variance["var_target_at_0"] / variance["var_source_at_0"]
-    slopes = surface_slopes(rows[rows["plane"] == "2d"]) if (rows["plane"] == "2d").any() \
-        else pd.DataFrame()
+    two_d = rows[rows["plane"] == PLANE_2D]
+    slopes = surface_slopes(two_d) if not two_d.empty else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})
     if geometry_path.is_file():
         geo = (profile_cells(read_table(geometry_path, GEOMETRY_COLUMNS), profile)

@@ -18,7 +18,9 @@ import sys
 
 from xinterp_utils.paths import repo_root
 from xinterp_utils.profiles import load_profile
-from xinterp_utils.sweeps import plan_sweeps, run_sweeps, sweep_complete
+from xinterp_utils.sweep_rows import sweep_complete
+from xinterp_utils.sweep_spec import plan_sweeps
+from xinterp_utils.sweeps import run_sweeps
 
 
 def main(argv: list[str] | None = None) -> int:

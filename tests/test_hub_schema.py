@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from xinterp_utils import data, labels
-from xinterp_utils.data import DataFormatError, SentencePair, TaggedSentence
+from xinterp_utils import data, labels, readers
+from xinterp_utils.readers import DataFormatError, SentencePair, TaggedSentence
 
 N_SENTENCES = 12  # a split: enough for several tag types, small enough to build in ms
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
@@ -191,10 +191,10 @@ def test_classlabel_ids_outside_the_names_are_refused():
     table = pa.table({"premise": ["p0", "p1"], "hypothesis": ["h0", "h1"], "label": [2, 7]})
     bad = Dataset(table, info=DatasetInfo(features=features))
     with pytest.raises(DataFormatError, match=r"xnli-x: row 1: label id 7 outside"):
-        data.xnli_from_hub(bad, "xnli-x")
+        readers.xnli_from_hub(bad, "xnli-x")
     plain = Dataset.from_dict({"premise": ["p"], "hypothesis": ["h"], "label": [0]})
     with pytest.raises(DataFormatError, match="xnli-x: column 'label' must be a ClassLabel"):
-        data.xnli_from_hub(plain, "xnli-x")
+        readers.xnli_from_hub(plain, "xnli-x")
 
 
 # ------------------------------------------------------------------ UD over HTTP

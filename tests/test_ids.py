@@ -12,8 +12,8 @@ import dataclasses
 
 import pytest
 
-from xinterp_utils.sweeps import SweepSpec
-from xinterp_utils.train import IDENTITY_DEFAULTS, TrainConfig, pair_configs
+from xinterp_utils.config import IDENTITY_DEFAULTS, TrainConfig, pair_configs
+from xinterp_utils.sweep_spec import SweepSpec
 
 FIRST_REPRO = {"epochs": 2, "batch_size": 16, "lr": 3e-4, "max_length": 128,
                "warmup_ratio": 0.1, "max_train_examples": 320, "max_dev_examples": 50,
@@ -65,7 +65,7 @@ def test_the_profile_passes_every_training_setting_on():
 
 def test_task_hparams_change_only_their_task():
     from xinterp_utils.profiles import load_profile
-    from xinterp_utils.sweeps import plan_sweeps
+    from xinterp_utils.sweep_spec import plan_sweeps
 
     profile = load_profile("smoke", ["task_hparams={parsing: {epochs: 7, lr: 1.0e-3}}"])
     assert profile.train_hparams("parsing")["epochs"] == 7

@@ -16,23 +16,19 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel
 
-from xinterp_utils.analysis import load_results
+from xinterp_utils.analysis import grid_2d, load_results
+from xinterp_utils.checkpoints import MODEL_NAME
+from xinterp_utils.geometry import geometry_row
 from xinterp_utils.interpolate import (
     IncompatibleEndpoints,
     InterpolationPlane,
     check_compatible,
     interpolated_names,
-    plane_coordinates,
 )
 from xinterp_utils.model import build_task_model_from_encoder
-from xinterp_utils.plots import grid_2d
-from xinterp_utils.sweeps import (
-    SweepSpec,
-    geometry_row,
-    read_done,
-    run_sweep,
-)
-from xinterp_utils.train import MODEL_NAME
+from xinterp_utils.sweep_rows import read_done
+from xinterp_utils.sweep_spec import SweepSpec, plane_coordinates
+from xinterp_utils.sweeps import run_sweep
 
 from .conftest import TINY_ENCODER, TINY_HPARAMS
 
@@ -235,8 +231,8 @@ def test_killed_sweep_resumes_to_the_same_table(trained_pos_pair, tmp_path):
 
     killed_root = tmp_path / "killed"
     target = spec.result_path(killed_root)
-    cmd = [sys.executable, "-m", "xinterp_utils.sweeps", str(spec_file), str(root),
-           str(killed_root)]
+    cmd = [sys.executable, "-m", "xinterp_utils", "sweep", str(spec_file), str(root),
+           str(killed_root), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 300

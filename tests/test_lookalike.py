@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from xinterp_utils.data import ParsedSentence, load_split
+from xinterp_utils.data import load_split
 from xinterp_utils.encoders import check_max_length, load_tokenizer, max_positions
-from xinterp_utils.features import IGNORE_INDEX, batches, build_features, tokenizer_fingerprint
+from xinterp_utils.features import batches, build_features, tokenizer_fingerprint
+from xinterp_utils.labels import IGNORE_INDEX
+from xinterp_utils.readers import ParsedSentence
 
 TASKS = ("xnli", "ner", "pos", "parsing")
 TEXT_LANGS = ("en", "de", "ru", "ar", "zh")
@@ -195,7 +197,8 @@ def test_position_limits_are_read_from_the_config(bert_like, xlmr_like, tmp_path
 
 
 def test_max_length_past_the_positions_is_refused_before_the_run_folder(xlmr_like, tmp_path):
-    from xinterp_utils.train import TrainConfig, train
+    from xinterp_utils.config import TrainConfig
+    from xinterp_utils.train import train
 
     config = TrainConfig(str(xlmr_like), "ner", ("en",), seed=1,
                          **{**HPARAMS, "max_length": 600})
@@ -237,8 +240,11 @@ def test_a_256_position_encoder_evaluates_long_parsing_inputs(tmp_path, text):
 def test_every_task_trains_sweeps_with_exact_end_points_and_geometry(which, target, request,
                                                                      tmp_path):
     from xinterp_utils.analysis import load_results
-    from xinterp_utils.sweeps import SweepSpec, geometry_row, run_sweep
-    from xinterp_utils.train import pair_configs, train
+    from xinterp_utils.config import pair_configs
+    from xinterp_utils.geometry import geometry_row
+    from xinterp_utils.sweep_spec import SweepSpec
+    from xinterp_utils.sweeps import run_sweep
+    from xinterp_utils.train import train
 
     encoder = str(request.getfixturevalue(which))
     root, results = tmp_path / "ckpt", tmp_path / "results"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from xinterp_utils.notebooks import notebook_paths, run
-from xinterp_utils.sweeps import sweep_files
+from xinterp_utils.sweep_rows import sweep_files
 
 FIGURES = ["fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11",
            "fig12", "fig13"]

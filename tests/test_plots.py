@@ -8,6 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from xinterp_utils import analysis, plots
+from xinterp_utils.sweep_rows import RESULT_COLUMNS
 
 ALPHAS = (-0.5, 0.0, 0.5, 1.0, 1.5)
 A1 = (-0.5, 0.0, 0.5, 1.0, 1.5)  # 5 x 3: a transposed grid would not fit
@@ -39,7 +40,7 @@ def make_results(encoders=("mbert", "xlmr"), tasks=("xnli", "ner"),
                                 norm = 1 - 0.1 * a1**2 - (0.2 + 0.1 * ti) * a2**2
                                 rows.append(dict(common, plane="2d", alpha1=a1, alpha2=a2,
                                                  score=bi * norm))
-    return pd.DataFrame(rows).reindex(columns=analysis.RESULT_COLUMNS)
+    return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_fig_by_task_plots_only_that_task(results, tmp_path):
 def test_grid_2d_orientation_non_square():
     rows = pd.DataFrame([(a1, a2, a1 - 2 * a2) for a1 in A1 for a2 in A2],
                         columns=["alpha1", "alpha2", "value"]).sample(frac=1, random_state=0)
-    a1, a2, z = plots.grid_2d(rows, value="value")
+    a1, a2, z = analysis.grid_2d(rows, value="value")
     np.testing.assert_array_equal(a1, A1)
     np.testing.assert_array_equal(a2, A2)
     assert z.shape == (len(A2), len(A1))
@@ -120,7 +121,7 @@ def test_grid_2d_refuses_mixed_dev_sets():
     rows = pd.DataFrame({"alpha1": [0, 1], "alpha2": [0, 0], "eval_lang": ["en", "de"],
                          "norm_score": [1.0, 0.9]})
     with pytest.raises(ValueError, match="eval_lang"):
-        plots.grid_2d(rows)
+        analysis.grid_2d(rows)
 
 
 def test_fig3_contours_axes_and_files(results, tmp_path):

@@ -169,8 +169,9 @@ def test_plan_counts_smoke_and_paper(data_dir):
 
 
 def test_no_run_folder_when_the_encoder_or_the_data_fail(tmp_path, data_dir):
+    from xinterp_utils.config import TrainConfig
     from xinterp_utils.encoders import resolve_encoder
-    from xinterp_utils.train import TrainConfig, train
+    from xinterp_utils.train import train
 
     # an encoder folder with config and tokenizer but no weights
     small = resolve_encoder("offline-small")

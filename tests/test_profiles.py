@@ -65,7 +65,7 @@ def test_unknown_profile():
 
 
 def test_seeds_2d_limits_the_2d_sweeps_and_is_validated():
-    from xinterp_utils.sweeps import plan_sweeps
+    from xinterp_utils.sweep_spec import plan_sweeps
 
     cfg = load_profile("repro")
     assert cfg.seeds == [1, 2, 3] and cfg.seeds_2d == [1]
@@ -180,3 +180,20 @@ def test_offline_hub_and_complete_folder_encoders_pass(tmp_path):
     assert cfg.encoders[-1] == str(folder)
     with pytest.raises(ValueError, match=r"encoders=.*'\./typo/enc'.*no such folder"):
         load_profile("smoke", ["encoders=[./typo/enc]"])
+
+
+def test_profile_training_settings_are_trainconfig_fields():
+    import dataclasses
+
+    from xinterp_utils.config import TrainConfig
+    from xinterp_utils.profiles import PROFILE_SETTINGS, Profile
+
+    train = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    profile = {f.name: f for f in dataclasses.fields(Profile)}
+    for name in PROFILE_SETTINGS:
+        assert (profile[name].type, profile[name].default) == (
+            train[name].type, train[name].default), name
+    bare = Profile(name="bare", encoders=["offline"], tasks=["pos"], pairs=["en-de"],
+                   seeds=[1])
+    config = TrainConfig("offline", "pos", ("en",), 1, **bare.train_hparams("pos"))
+    assert config == TrainConfig("offline", "pos", ("en",), 1)

@@ -7,24 +7,22 @@ import shutil
 import pandas as pd
 import pytest
 
-from xinterp_utils.finetune import (
+from xinterp_utils.finetune import finetune_table
+from xinterp_utils.geometry import geometry_table
+from xinterp_utils.profiles import Profile, plan_runs
+from xinterp_utils.resume import complete_cells
+from xinterp_utils.sweep_rows import read_done, sweep_complete
+from xinterp_utils.sweep_spec import plan_sweeps
+from xinterp_utils.sweeps import run_sweeps
+from xinterp_utils.tables import (
     FINETUNE_COLUMNS,
     FINETUNE_KEY,
-    finetune_table,
-    plan_runs,
-)
-from xinterp_utils.profiles import Profile
-from xinterp_utils.resume import complete_cells
-from xinterp_utils.sweeps import (
     GEOMETRY_COLUMNS,
     GEOMETRY_KEY,
-    geometry_table,
-    plan_sweeps,
-    read_done,
-    run_sweeps,
-    sweep_complete,
+    profile_cells,
+    read_table,
+    upsert_rows,
 )
-from xinterp_utils.tables import profile_cells, read_table, upsert_rows
 
 from .conftest import TINY_ENCODER, TINY_HPARAMS
 

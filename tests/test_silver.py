@@ -8,18 +8,14 @@ import pytest
 
 from tests.conftest import TINY_ENCODER, TINY_HPARAMS
 from xinterp_utils import silver
+from xinterp_utils.checkpoints import MODEL_NAME, load_run_model, relative_run_dir
+from xinterp_utils.config import TrainConfig
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.evaluate import evaluate
 from xinterp_utils.features import batches, featurize
+from xinterp_utils.readers import SentencePair, TaggedSentence
 from xinterp_utils.remedies import silver_config
-from xinterp_utils.train import (
-    MODEL_NAME,
-    TrainConfig,
-    load_features,
-    load_run_model,
-    relative_run_dir,
-    train,
-)
+from xinterp_utils.train import load_features, train
 
 
 def _labelled(task, src_config, bi_config, root):
@@ -75,8 +71,6 @@ def test_parsing_silver_labels_are_mst_decoded_predictions(parsing_src):
 
 
 def test_agreement_is_the_tasks_metric_on_hand_made_labels():
-    from xinterp_utils.data import SentencePair, TaggedSentence
-
     gold = [TaggedSentence(["a", "b", "c"], ["B-PER", "I-PER", "O"]),
             TaggedSentence(["d", "e"], ["B-LOC", "O"])]
     labels = {"labels": [["B-PER", "I-PER", "O"], ["O", "O"]], "n_labelled": [3, 2]}

@@ -25,7 +25,8 @@ import pytest
 from xinterp_utils.finetune import finetune_table, run_finetuning
 from xinterp_utils.jobs import JobsFailed, SlurmOptions, run_jobs
 from xinterp_utils.profiles import load_profile
-from xinterp_utils.sweeps import plan_sweeps, run_sweeps
+from xinterp_utils.sweep_spec import plan_sweeps
+from xinterp_utils.sweeps import run_sweeps
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "slurm_local.sh"

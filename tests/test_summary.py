@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xinterp_utils import analysis
 from xinterp_utils.summary import (
     finetune_seed_spread,
     one_d_summary,
     surface_slopes,
     variance_summary,
 )
+from xinterp_utils.sweep_rows import RESULT_COLUMNS
 
 GRID = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
@@ -31,7 +31,7 @@ def surface_rows(score_of, bi_score: float) -> pd.DataFrame:
                 for a2 in GRID:
                     rows.append(dict(base, seed=seed, eval_lang=lang, eval_role=role,
                                      alpha1=a1, alpha2=a2, score=bi * score_of(role, a1, a2)))
-    return pd.DataFrame(rows)[list(analysis.RESULT_COLUMNS)]
+    return pd.DataFrame(rows)[list(RESULT_COLUMNS)]
 
 
 def test_plane_surface_has_the_same_slope_everywhere():
@@ -74,7 +74,7 @@ def line_rows(curve_of, seeds=(1, 2)) -> pd.DataFrame:
                     score = 0.5 * seed * curve_of(task, role, seed, a)
                     rows.append(dict(base, task=task, seed=seed, eval_lang=lang,
                                      eval_role=role, alpha=a, score=score))
-    return pd.DataFrame(rows)[list(analysis.RESULT_COLUMNS)]
+    return pd.DataFrame(rows)[list(RESULT_COLUMNS)]
 
 
 def test_one_d_summary_reads_end_points_midpoint_and_gap_per_task():
@@ -137,8 +137,8 @@ def test_finetune_seed_spread_is_the_within_pair_std_averaged_over_pairs():
 
 
 def test_plateau_summary_on_hand_made_curves():
-    from xinterp_utils.finetune import CURVE_COLUMNS
     from xinterp_utils.summary import plateau_summary
+    from xinterp_utils.tables import CURVE_COLUMNS
 
     def run(run_id, scores):
         return [{"encoder": "e", "task": "pos", "train_langs": "en", "seed": 1,
@@ -155,3 +155,45 @@ def test_plateau_summary_on_hand_made_curves():
     assert not table.loc["b", "on_plateau"]
     empty = plateau_summary(pd.DataFrame(columns=CURVE_COLUMNS))
     assert empty.empty and "run_id" in empty.columns and "on_plateau" in empty.columns
+
+
+def _endpoint_case():
+    """Eq. 1 and Eq. 2 rows at α = 0, 0.5, 1 for en-de, and the finetune.csv rows of the
+    three models, whose scores agree with the sweep at the end-points."""
+    scores = {("src", "en"): 0.9, ("src", "de"): 0.4, ("tgt", "en"): 0.5,
+              ("tgt", "de"): 0.8, ("bi", "en"): 0.88, ("bi", "de"): 0.78}
+    model_at = {("eq1", 0.0): "src", ("eq2", 0.0): "tgt", ("eq1", 1.0): "bi",
+                ("eq2", 1.0): "bi"}
+    base = {"encoder": "enc", "task": "pos", "source": "en", "target": "de", "seed": 1}
+    rows = []
+    for plane in ("eq1", "eq2"):
+        for alpha in (0.0, 0.5, 1.0):
+            for role, lang in (("source", "en"), ("target", "de")):
+                model = model_at.get((plane, alpha))
+                rows.append(dict(base, plane=plane, alpha=alpha, eval_lang=lang, eval_role=role,
+                                 score=scores[(model, lang)] if model else 0.6))
+    finetune = pd.DataFrame([dict(base, model=model, eval_lang=lang, score=score)
+                             for (model, lang), score in scores.items()])
+    return pd.DataFrame(rows), finetune
+
+
+def test_endpoint_check_counts_the_end_point_rows_and_their_largest_difference():
+    from xinterp_utils.summary import endpoint_check
+
+    rows, finetune = _endpoint_case()
+    assert endpoint_check(rows, finetune) == (8, 0.0)
+    rows.loc[(rows["plane"] == "eq2") & (rows["alpha"] == 1.0), "score"] += 4e-6
+    checked, worst = endpoint_check(rows, finetune)
+    assert checked == 8 and worst == pytest.approx(4e-6)
+
+
+def test_endpoint_check_refuses_a_mismatch_and_a_missing_model():
+    from xinterp_utils.summary import endpoint_check
+
+    rows, finetune = _endpoint_case()
+    shifted = rows.copy()
+    shifted.loc[(shifted["plane"] == "eq1") & (shifted["alpha"] == 0.0), "score"] += 0.01
+    with pytest.raises(ValueError, match="differs from its fine-tuning score by 1.0e-02"):
+        endpoint_check(shifted, finetune)
+    with pytest.raises(ValueError, match="2 of 8 end-point rows have no row in finetune.csv"):
+        endpoint_check(rows, finetune[finetune["model"] != "tgt"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from xinterp_utils import data
+from xinterp_utils import data, labels
 from xinterp_utils.table1 import table1, to_markdown, write_table1
 
 
@@ -32,7 +32,7 @@ def test_ud_counts_match_the_paper(frame, lang, split, count):
 
 
 def test_wikiann_and_xnli_counts(frame):
-    for lang in data.LANGS:
+    for lang in labels.LANGUAGES:
         value, row = _cell(frame, "WikiANN", lang, "train")
         assert (value, row["dev"]) == ((5000, 1000) if lang == "hi" else (20000, 10000))
         assert row["substituted"] == ""

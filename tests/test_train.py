@@ -15,20 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from xinterp_utils.finetune import finetune_table, plan_runs
+from xinterp_utils.checkpoints import MODEL_NAME, STATE_NAME, parameter_fingerprint
+from xinterp_utils.config import TrainConfig
+from xinterp_utils.finetune import finetune_table
 from xinterp_utils.jobs import run_jobs
 from xinterp_utils.model import build_task_model
-from xinterp_utils.profiles import load_profile
-from xinterp_utils.train import (
-    MODEL_NAME,
-    STATE_NAME,
-    TrainConfig,
-    ensure_dev_scores,
-    epoch_order,
-    linear_warmup_decay,
-    parameter_fingerprint,
-    train,
-)
+from xinterp_utils.profiles import load_profile, plan_runs
+from xinterp_utils.schedule import epoch_order, linear_warmup_decay
+from xinterp_utils.train import ensure_dev_scores, train
 
 from .conftest import TINY_ENCODER as ENCODER
 from .conftest import TINY_HPARAMS as TINY
@@ -120,7 +114,7 @@ def test_dev_scores_are_added_for_other_languages(trained_pair):
 
 
 def _launch(config_path: Path, root: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "xinterp_utils.train", str(config_path), str(root),
+    cmd = [sys.executable, "-m", "xinterp_utils", "train", str(config_path), str(root),
            "--no-progress", "--save-every-steps", "1", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -187,7 +181,8 @@ def test_finetune_table_is_tidy(trained_pair):
 
 def test_length_grouped_batches_use_every_example_once_with_less_padding(data_dir):
     from xinterp_utils.encoders import load_tokenizer
-    from xinterp_utils.train import epoch_batches, load_features
+    from xinterp_utils.schedule import epoch_batches
+    from xinterp_utils.train import load_features
 
     config = TrainConfig(ENCODER, "ner", ("en",), max_train_examples=3000)
     feats, _ = load_features(config, load_tokenizer(ENCODER), "en", "train")
@@ -236,8 +231,9 @@ def test_precision_follows_the_setting_and_the_cpu():
 
 
 def test_learning_curve_is_recorded_and_tabulated(tmp_path, data_dir):
-    from xinterp_utils.finetune import CURVE_COLUMNS, curve_rows
+    from xinterp_utils.finetune import curve_rows
     from xinterp_utils.precision import autocast_dtype
+    from xinterp_utils.tables import CURVE_COLUMNS
 
     config = TrainConfig(ENCODER, "pos", ("en",), seed=6, evals_per_epoch=2,
                          batching="length-grouped", precision="bf16-native",

@@ -9,11 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from xinterp_utils.checkpoints import MODEL_NAME
+from xinterp_utils.config import TrainConfig, pair_configs
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.features import collate
+from xinterp_utils.geometry import geometry_row
 from xinterp_utils.model import build_task_model
-from xinterp_utils.sweeps import SweepSpec, geometry_row, run_sweep
-from xinterp_utils.train import MODEL_NAME, TrainConfig, load_features, pair_configs, train
+from xinterp_utils.sweep_spec import SweepSpec
+from xinterp_utils.sweeps import run_sweep
+from xinterp_utils.train import load_features, train
 from xinterp_utils.vocab import (
     TrimmedEmbedding,
     check_covered,

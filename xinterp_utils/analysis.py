@@ -1,8 +1,9 @@
-"""Analysis of interpolation sweeps: load result rows, normalise, aggregate, geometry.
+"""Analysis of interpolation sweeps: load result rows, select a profile's, normalise,
+aggregate, and lay the 2D rows out as a grid.
 
-Everything here reads the tidy result rows that `interpolate.py` writes (schema in
-docs/ARCHITECTURE.md, "Result rows") and returns pandas tables the figures are drawn
-from; `delta_geometry` is the one function that reads model parameters (App. B).
+Everything here reads the tidy result rows that `sweeps.py` writes (schema in
+docs/ARCHITECTURE.md, "Result rows"; columns `sweep_rows.RESULT_COLUMNS`) and returns
+pandas tables the figures and the claims' numbers are drawn from. No model, no torch.
 
 Conventions (paper Section 5, Apps. B-E):
 
@@ -23,23 +24,17 @@ import csv
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from xinterp_utils.labels import TASKS
+from .labels import TASKS
+from .settings import PLANE_2D, PLANES, PLANES_1D, SCOPES
+from .sweep_rows import RESULT_COLUMNS, sweep_files
 
-RESULT_COLUMNS = (
-    "encoder", "task", "source", "target", "seed", "plane", "alpha", "alpha1", "alpha2",
-    "scope", "eval_lang", "eval_role", "metric", "score", "n_examples",
-    "ckpt_src", "ckpt_tgt", "ckpt_bi", "sweep_id",
-)
-PLANES = ("eq1", "eq2", "2d")
-PLANES_1D = ("eq1", "eq2")
-SCOPES = ("all", "encoder", "head")
 EVAL_ROLES = ("source", "target")
 LINES = ("endpoint language", "other language")
 
@@ -206,7 +201,7 @@ def bilingual_mask(df: pd.DataFrame) -> pd.Series:
     """Return a boolean Series: True on rows evaluating θ_bi (α = 1 of eq1/eq2, (0, 0) of 2d)."""
     one_d = df["plane"].isin(PLANES_1D) & np.isclose(df["alpha"].astype(float), 1.0)
     two_d = (
-        (df["plane"] == "2d")
+        (df["plane"] == PLANE_2D)
         & np.isclose(df["alpha1"].astype(float), 0.0)
         & np.isclose(df["alpha2"].astype(float), 0.0)
     )
@@ -273,7 +268,8 @@ def endpoint_view(df: pd.DataFrame) -> pd.DataFrame:
     """
     plane = df["plane"].to_numpy()
     role = df["eval_role"].to_numpy()
-    endpoint = ((plane == "eq1") & (role == "source")) | ((plane == "eq2") & (role == "target"))
+    eq1, eq2 = PLANES_1D
+    endpoint = ((plane == eq1) & (role == "source")) | ((plane == eq2) & (role == "target"))
     line = np.where(endpoint, LINES[0], LINES[1]).astype(object)
     line[~np.isin(plane, PLANES_1D)] = None
     out = df.copy()
@@ -288,6 +284,55 @@ def add_views(df: pd.DataFrame) -> pd.DataFrame:
     if "line" not in df.columns:
         df = endpoint_view(df)
     return df
+
+
+def select_profile_rows(df: pd.DataFrame, profile, planes: Sequence[str] = PLANES
+                        ) -> pd.DataFrame:
+    """Return the rows of `df` that belong to `profile`'s grid (encoders, tasks, pairs,
+    seeds, scope) and to `planes`."""
+    pairs = {tuple(p) for p in profile.pair_tuples()}
+    keep = (
+        df["encoder"].isin(profile.encoders) & df["task"].isin(profile.tasks)
+        & df["seed"].isin(profile.seeds) & (df["scope"] == profile.scope)
+        & df["plane"].isin(planes)
+        & pd.Series([(s, t) in pairs for s, t in zip(df["source"], df["target"], strict=True)],
+                    index=df.index)
+    )
+    return df[keep].reset_index(drop=True)
+
+
+def profile_rows(profile, results_root: str | os.PathLike, planes: Sequence[str] = PLANES, *,
+                 views: bool = True) -> pd.DataFrame:
+    """Return `profile`'s result rows from the sweep CSVs under `results_root`, restricted
+    to `planes`; with `views`, `norm_score` (score / θ_bi's score on the same dev set,
+    averaged over the planes it was evaluated in) and `line` added (`add_views`). Empty,
+    with `RESULT_COLUMNS`, when there are no rows."""
+    files = sweep_files(results_root)
+    if not files:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    rows = select_profile_rows(load_results(files), profile, planes=planes)
+    return add_views(rows) if views and not rows.empty else rows
+
+
+def grid_2d(df: pd.DataFrame, value: str = "norm_score"
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (alpha1_values, alpha2_values, Z) with Z[j, i] = mean `value` at (α1[i], α2[j]).
+
+    `df` holds the 2d rows of one (encoder, task, source, target, scope, eval_lang); seeds
+    are averaged. Missing grid points are NaN. Z has shape (len(α2), len(α1)), the
+    layout `contour(α1, α2, Z)` expects (α1 on x, α2 on y).
+    """
+    rows = df[df["plane"] == PLANE_2D] if "plane" in df.columns else df
+    if rows.empty:
+        raise ValueError("grid_2d: no 2d rows")
+    for col in ("encoder", "task", "source", "target", "scope", "eval_lang"):
+        if col in rows.columns and rows[col].nunique() > 1:
+            raise ValueError(f"grid_2d: rows mix several {col} values "
+                             f"{sorted(map(str, rows[col].unique()))}; select one first")
+    table = rows.pivot_table(index="alpha2", columns="alpha1", values=value, aggfunc="mean")
+    table = table.sort_index(axis=0).sort_index(axis=1)
+    return (table.columns.to_numpy(float), table.index.to_numpy(float),
+            table.to_numpy(float))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -424,69 +469,3 @@ def normalised_variance(
         out["mean"] = np.where(dof > 0, out["weighted"].to_numpy(float) / dof, np.nan)
     out["lo"], out["hi"] = variance_ci(out["mean"].to_numpy(), dof, confidence)
     return out[keys + ["mean", "lo", "hi", "n", "dof"]]
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def delta_geometry(
-    theta_bi: Mapping,
-    theta_src: Mapping,
-    theta_tgt: Mapping,
-    names: Iterable[str] | None = None,
-    *,
-    chunk_size: int = 1 << 22,
-) -> dict[str, float]:
-    """Return the geometry of δ_src = θ_src - θ_bi and δ_tgt = θ_tgt - θ_bi (paper App. B).
-
-    Keys: `norm_src`, `norm_tgt` (L2 norms, parameter units), `ratio` = norm_src /
-    norm_tgt, `cos` (cosine of the angle), `angle_deg` (degrees), `n_params` (entries
-    used). State dicts map names to tensors (or arrays); only floating-point entries
-    are used (integer buffers such as `position_ids` are skipped), restricted to `names`
-    when given (e.g. the encoder's or the head's parameters). Sums are accumulated in
-    float64, `chunk_size` entries at a time, on θ_bi's device, so no flattened copy of
-    the whole model is ever made.
-    """
-    import torch
-
-    keys = list(theta_bi) if names is None else list(names)
-    for key in keys:
-        for label, sd in (("theta_bi", theta_bi), ("theta_src", theta_src),
-                          ("theta_tgt", theta_tgt)):
-            if key not in sd:
-                raise KeyError(f"parameter {key!r} missing from {label}")
-    acc = None
-    n_params = 0
-    for key in keys:
-        bi = torch.as_tensor(theta_bi[key])
-        if not bi.is_floating_point():
-            continue
-        src = torch.as_tensor(theta_src[key])
-        tgt = torch.as_tensor(theta_tgt[key])
-        if src.shape != bi.shape or tgt.shape != bi.shape:
-            raise ValueError(
-                f"parameter {key!r} differs in shape: theta_bi {tuple(bi.shape)}, "
-                f"theta_src {tuple(src.shape)}, theta_tgt {tuple(tgt.shape)}"
-            )
-        if acc is None:
-            acc = torch.zeros(3, dtype=torch.float64, device=bi.device)
-        bi, src, tgt = bi.reshape(-1), src.reshape(-1), tgt.reshape(-1)
-        for start in range(0, bi.numel(), chunk_size):
-            stop = start + chunk_size
-            b = bi[start:stop].to(torch.float64)
-            ds = src[start:stop].to(device=b.device, dtype=torch.float64) - b
-            dt = tgt[start:stop].to(device=b.device, dtype=torch.float64) - b
-            acc += torch.stack((ds @ ds, dt @ dt, ds @ dt))
-        n_params += bi.numel()
-    if acc is None:
-        raise ValueError("delta_geometry: no floating-point parameters among the names given")
-    ss, tt, st = (float(v) for v in acc.cpu())
-    norm_src, norm_tgt = math.sqrt(ss), math.sqrt(tt)
-    if norm_src > 0 and norm_tgt > 0:
-        cos = max(-1.0, min(1.0, st / (norm_src * norm_tgt)))
-        angle = math.degrees(math.acos(cos))
-    else:
-        cos = angle = math.nan
-    ratio = norm_src / norm_tgt if norm_tgt > 0 else (math.nan if norm_src == 0 else math.inf)
-    return {"norm_src": norm_src, "norm_tgt": norm_tgt, "ratio": ratio, "cos": cos,
-            "angle_deg": angle, "n_params": n_params}

@@ -1,24 +1,29 @@
-"""Command line: `xinterp prepare|plan|build-encoder|table1|figures|profile|default-profile`
-(also `python -m xinterp_utils`)."""
+"""Command line: `xinterp prepare|plan|build-encoder|table1|figures|train|sweep|profile|
+default-profile` (also `python -m xinterp_utils`).
+
+Each sub-command imports what it needs when it runs: `xinterp profile` or `xinterp
+figures` must answer without loading torch and transformers (seconds), which `train` and
+`sweep` need.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+from .config import TrainConfig
+from .encoders import resolve_encoder
 from .paths import repo_root
+from .preflight import problems
+from .profiles import default_profile, load_profile
+from .sweep_spec import SweepSpec
+from .table1 import write_table1
 
 
 def _prepare(args) -> int:
-    import time
-
-    from .encoders import resolve_encoder
-    from .preflight import problems
-    from .profiles import load_profile
-    from .table1 import write_table1
-
     start = time.perf_counter()
     profile = load_profile(args.profile, args.overrides)
     found = problems(profile, log=lambda line: print(line, flush=True))
@@ -42,26 +47,19 @@ def _prepare(args) -> int:
 
 
 def _build_encoder(args) -> int:
-    from .encoders import resolve_encoder
-
     for name in args.names:
         print(f"{name}: {resolve_encoder(name)}", flush=True)
     return 0
 
 
 def _table1(args) -> int:
-    from .table1 import write_table1
-
     for path in write_table1(Path(args.out), source=args.data):
         print(f"wrote {path}")
     return 0
 
 
 def _figures(args) -> int:
-    import time
-
-    from .figures import redraw
-    from .profiles import load_profile
+    from .figures import redraw  # matplotlib
 
     overrides = list(args.overrides)
     if "=" in args.profile:  # `xinterp figures seeds=[1]`: an override, not a profile name
@@ -79,8 +77,7 @@ def _figures(args) -> int:
 
 
 def _plan(args) -> int:
-    from .plan import Assumptions, plan_profile, report
-    from .profiles import load_profile
+    from .plan import Assumptions, plan_profile, report  # tokenizers, torch
 
     profile = load_profile(args.profile, args.overrides)
     assumptions = Assumptions(peak_tflops=args.peak_tflops, mfu=args.mfu)
@@ -89,16 +86,33 @@ def _plan(args) -> int:
     return 0
 
 
-def _profile(args) -> int:
-    from .profiles import load_profile
+def _train(args) -> int:
+    from .train import train  # torch, transformers
 
+    config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    record = train(config, args.checkpoint_root, device=args.device,
+                   save_every_steps=args.save_every_steps,
+                   stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
+    print(json.dumps({"status": record["status"],
+                      "run_dir": str(config.run_dir(args.checkpoint_root))}))
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweeps import run_sweep  # torch, transformers
+
+    spec = SweepSpec.from_dict(json.loads(Path(args.spec).read_text()))
+    print(run_sweep(spec, args.checkpoint_root, args.results_root, device=args.device,
+                    progress=not args.no_progress))
+    return 0
+
+
+def _profile(args) -> int:
     print(json.dumps(load_profile(args.profile, args.overrides).to_dict(), indent=1))
     return 0
 
 
 def _default_profile(args) -> int:
-    from .profiles import default_profile
-
     name, reason = default_profile()
     print(f"no profile given: {reason}, so the {name} profile", file=sys.stderr)
     print(name)
@@ -144,6 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mfu", type=float, default=0.35,
                    help="model FLOPs utilisation assumed (default 0.35)")
     p.set_defaults(run=_plan)
+
+    p = sub.add_parser("train", help="train (or resume) one run from a TrainConfig JSON file "
+                                     "(what a job of notebook 01 does)")
+    p.add_argument("config", help="JSON file with a TrainConfig (TrainConfig.to_dict)")
+    p.add_argument("checkpoint_root")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--save-every-steps", type=int, default=500)
+    p.add_argument("--stop-after-steps", type=int, default=None,
+                   help="save the state and stop after this many steps (resumable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("sweep", help="run (or resume) one sweep from a SweepSpec JSON file "
+                                     "(what a job of notebooks 02 and 03 does)")
+    p.add_argument("spec", help="JSON file with a SweepSpec (SweepSpec.to_dict)")
+    p.add_argument("checkpoint_root")
+    p.add_argument("results_root")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_sweep)
 
     p = sub.add_parser("profile", help="print a profile with overrides applied")
     p.add_argument("profile")

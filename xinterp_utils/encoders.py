@@ -17,7 +17,11 @@ import os
 from pathlib import Path
 
 from . import hub, offline_encoder, paths
-from .data import hub_offline
+from .hub import hub_offline
+
+# transformers and huggingface_hub are imported inside the functions that load or look up
+# models: profiles check encoder names through this module (`check_encoder_name`) at every
+# `xinterp` command, which must not pay their seconds of import time.
 
 OFFLINE_NAMES = ("offline", "offline-small")
 
@@ -386,7 +390,7 @@ def _cached_file_sha256(path: Path) -> str:
     if entry and entry.get("size") == key[1] and entry.get("mtime_ns") == key[2]:
         digest = entry["sha256"]
     else:
-        digest = offline_encoder.file_sha256(path)
+        digest = paths.file_sha256(path)
         table[key[0]] = {"size": key[1], "mtime_ns": key[2], "sha256": digest}
         # Concurrent writers may drop each other's entries; that only costs a re-hash.
         with paths.atomic_write(store, "w") as handle:
@@ -397,5 +401,5 @@ def _cached_file_sha256(path: Path) -> str:
 
 def _folder_digest(folder: Path) -> str:
     names = _identity_files(folder)
-    return offline_encoder.combine_file_digests(
+    return paths.combine_file_digests(
         {n: _cached_file_sha256(folder / n) for n in names})

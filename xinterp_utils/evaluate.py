@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from . import labels, metrics, mst
+from .labels import IGNORE_INDEX
+from .precision import autocast_context
 from .progress import tqdm
-
-IGNORE_INDEX = -100
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -104,11 +104,7 @@ def evaluate(
     device = torch.device(device)
     model.to(device)
     model.eval()
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_context(device, autocast_dtype)
     decode_kwargs = {"map_fn": map_fn} if task == "parsing" and map_fn is not None else {}
     gold_keys = ("heads", "rels", "upos") if task == "parsing" else ("labels",)
     parts: dict[str, list[np.ndarray]] = {}

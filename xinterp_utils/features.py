@@ -40,13 +40,13 @@ import numpy as np
 import torch
 
 from xinterp_utils import labels
+from xinterp_utils.labels import IGNORE_INDEX
 from xinterp_utils.paths import atomic_write, cache_dir
 
 from .progress import tqdm
 
 # Bump when the features made for the same inputs change: old cache files are then ignored.
 FEATURIZER_VERSION = "1"
-IGNORE_INDEX = -100
 EVAL_PARSE_WORDS = 128
 _DEFAULT_MODEL_MAX = 512  # subwords, when the tokenizer does not say
 _CHUNK = 4096  # sentences per tokenizer call: one batched call each, and a progress tick
@@ -442,7 +442,7 @@ def batches(features: Sequence[dict], batch_size: int, pad_token_id: int,
 
 
 __all__ = [
-    "EVAL_PARSE_WORDS", "FEATURIZER_VERSION", "IGNORE_INDEX", "batches", "build_features",
+    "EVAL_PARSE_WORDS", "FEATURIZER_VERSION", "batches", "build_features",
     "cache_key", "cache_path", "collate", "featurize", "length_sorted_batches",
     "special_template", "tokenize_words", "tokenizer_fingerprint",
 ]

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .train import load_features
+
 
 def eligible_examples(features: Sequence[dict]) -> list[int]:
     """Return the sorted indices of the examples that have at least one training
@@ -69,8 +71,6 @@ def shot_features(config, tokenizer, lang: str, kept=None):
     `config.shot_passes` times; the split is the shots' examples with a fingerprint that
     names the draw; the note records k, the seed, the pool size and the indices.
     """
-    from .train import load_features
-
     pool_features, raw = load_features(config, tokenizer, lang, "train", kept=kept)
     pool = eligible_examples(pool_features)
     chosen = draw_shots(pool, config.shots, config.shot_seed)

@@ -2,9 +2,10 @@
 
 The notebooks and the `xinterp figures` command share these functions: the rows a
 figure is drawn from are read back from the result files (`one_d_rows`, `two_d_rows`,
-`geometry_rows`) and drawn with the profile's settings (`draw_*`), so the same results
-give byte-identical files whichever of the two draws them. Nothing here loads a model,
-needs a GPU or imports torch; Table 1 reads the data folder, not `results/`.
+`geometry_rows`, through `analysis.profile_rows` and `tables`) and drawn with the
+profile's settings (`draw_*`), so the same results give byte-identical files whichever of
+the two draws them. Nothing here loads a model, needs a GPU or imports torch; Table 1
+reads the data folder, not `results/`.
 """
 
 from __future__ import annotations
@@ -18,58 +19,33 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import analysis, plots
-from .summary import select_profile_rows
-
-CELL_KEY = ("encoder", "task", "source", "target", "seed")
-_ID_COLUMNS = ("ckpt_src", "ckpt_tgt", "ckpt_bi")
-
-
-def sweep_files(results_root: str | os.PathLike) -> list[Path]:
-    """Return every sweep CSV under `results_root`/sweeps, sorted (as `sweeps.sweep_files`)."""
-    return sorted(Path(results_root).glob("sweeps/**/*.csv"))
-
-
-def _profile_sweep_rows(profile, results_root, planes) -> pd.DataFrame:
-    files = sweep_files(results_root)
-    if not files:
-        return pd.DataFrame(columns=list(analysis.RESULT_COLUMNS))
-    return select_profile_rows(analysis.load_results(files), profile, planes=planes)
+from .settings import PLANE_2D, PLANES, PLANES_1D
+from .sweep_rows import sweep_files
+from .table1 import write_table1
+from .tables import GEOMETRY_COLUMNS, profile_cells, read_table
 
 
 def one_d_rows(profile, results_root: str | os.PathLike) -> pd.DataFrame:
     """Return the profile's Eq. 1/2 result rows with `norm_score` and `line` added
     (what Figs. 2, 5 and 6-9 are drawn from); empty when there are none."""
-    rows = _profile_sweep_rows(profile, results_root, ("eq1", "eq2"))
-    return analysis.add_views(rows) if not rows.empty else rows
+    return analysis.profile_rows(profile, results_root, PLANES_1D)
 
 
 def two_d_rows(profile, results_root: str | os.PathLike) -> pd.DataFrame:
     """Return the profile's Eq. 3 rows, normalised by θ_bi's score averaged over every
     plane it was evaluated in (what Figs. 3 and 10 are drawn from); empty when none."""
-    rows = _profile_sweep_rows(profile, results_root, ("eq1", "eq2", "2d"))
-    if rows.empty or not (rows["plane"] == "2d").any():
+    rows = analysis.profile_rows(profile, results_root, PLANES, views=False)
+    if rows.empty or not (rows["plane"] == PLANE_2D).any():
         return rows.iloc[0:0]
     rows = analysis.normalise(rows)
-    return rows[rows["plane"] == "2d"]
+    return rows[rows["plane"] == PLANE_2D]
 
 
 def geometry_rows(profile, results_root: str | os.PathLike) -> pd.DataFrame:
     """Return the rows of `results_root`/geometry.csv that are cells of the profile's grid
     (and of its scope), in file order (what Fig. 4 is drawn from); empty without a file."""
-    path = Path(results_root) / "geometry.csv"
-    if not path.is_file():
-        return pd.DataFrame(columns=list(CELL_KEY))
-    table = pd.read_csv(path, dtype={c: str for c in _ID_COLUMNS})
-    missing = [c for c in CELL_KEY if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: no column(s) {missing}")
-    cells = {(str(e), str(t), str(s), str(g), str(seed)) for e in profile.encoders
-             for t in profile.tasks for s, g in profile.pair_tuples() for seed in profile.seeds}
-    keep = [tuple(str(v) for v in r) in cells
-            for r in table[list(CELL_KEY)].itertuples(index=False)]
-    if "scope" in table.columns:
-        keep = [k and s == profile.scope for k, s in zip(keep, table["scope"], strict=True)]
-    return table[keep].reset_index(drop=True)
+    table = read_table(Path(results_root) / "geometry.csv", GEOMETRY_COLUMNS)
+    return profile_cells(table, profile)
 
 
 # ------------------------------------------------------------------ drawing
@@ -162,7 +138,9 @@ def redraw(profile, results_root: str | os.PathLike, out_dir: str | os.PathLike,
     else:
         draw_fig4(geometry, profile, out_dir)
         done([4], start)
-    from .remedy_figures import redraw_remedies  # notebook 06's figures
+    # Notebook 06's figures; imported here because remedy_figures builds on this module's
+    # readers (`two_d_rows`).
+    from .remedy_figures import redraw_remedies
 
     start = time.perf_counter()
     remedies = redraw_remedies(profile, results_root, out_dir, log=log)
@@ -170,8 +148,6 @@ def redraw(profile, results_root: str | os.PathLike, out_dir: str | os.PathLike,
         done(remedies, start)
     paths = [out_dir / f"fig{n}.{fmt}" for n in sorted(written) for fmt in ("pdf", "png")]
     if table1:
-        from .table1 import write_table1
-
         start = time.perf_counter()
         paths.extend(write_table1(out_dir, source=profile.data))
         log(f"table 1: {time.perf_counter() - start:.1f} s")

@@ -1,8 +1,10 @@
-"""Notebook 01's library side: plan a profile's fine-tuning runs, run them, tabulate them.
+"""Notebook 01's library side: run a profile's fine-tuning runs, tabulate their dev scores
+and learning curves.
 
 For every (encoder, task, source, target, seed) the paper trains three models from one
 initialisation: θ_src, θ_tgt and θ_bi. Runs are keyed by what determines their weights,
-so the monolingual model of a language is planned once however many pairs use it.
+so the monolingual model of a language is planned once however many pairs use it
+(`profiles.plan_runs`).
 """
 
 from __future__ import annotations
@@ -11,50 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .checkpoints import finished_record
+from .config import MODEL_ROLES, pair_configs
 from .jobs import run_jobs
 from .labels import TASK_METRIC
-from .profiles import Profile
-from .train import TrainConfig, ensure_dev_scores, pair_configs, read_record, train
-
-MODEL_ROLES = ("src", "tgt", "bi")
-FINETUNE_COLUMNS = [
-    "encoder", "task", "source", "target", "seed", "model", "train_langs", "eval_lang",
-    "eval_role", "metric", "score", "n_examples", "run_id", "checkpoint",
-]
-# What identifies a row of finetune.csv (a later run of the same cell replaces it).
-FINETUNE_KEY = ["encoder", "task", "source", "target", "seed", "model", "eval_lang"]
-# training_curves.csv: one row per run, evaluation point and dev language. `epoch` is the
-# number of epochs done at that point (fractional between epoch ends), `step` the
-# optimiser steps done, `train_loss` the mean training loss since the previous point.
-CURVE_COLUMNS = ["encoder", "task", "train_langs", "seed", "run_id", "epoch", "step",
-                 "eval_lang", "score", "train_loss"]
-CURVE_KEY = ["encoder", "task", "train_langs", "seed", "run_id", "step", "eval_lang"]
-
-
-def pair_grid(profile: Profile, *, pairs=None, seeds=None):
-    """Yield (encoder, task, source, target, seed) for every cell of the profile's grid;
-    `pairs` ((source, target) tuples) and `seeds` replace the profile's own (the 2D
-    sweeps use `pairs_2d` and `seeds_2d`)."""
-    pairs = profile.pair_tuples() if pairs is None else pairs
-    seeds = profile.seeds if seeds is None else seeds
-    for encoder in profile.encoders:
-        for task in profile.tasks:
-            for source, target in pairs:
-                for seed in seeds:
-                    yield encoder, task, source, target, seed
-
-
-def plan_runs(profile: Profile, skip=frozenset()) -> list[TrainConfig]:
-    """Return the distinct fine-tuning runs the profile needs, in a stable order; cells
-    in `skip` ((encoder, task, source, target, seed) tuples whose results are all
-    there, `resume.complete_cells`) need none."""
-    runs: dict[str, TrainConfig] = {}
-    for cell in pair_grid(profile):
-        if cell in skip:
-            continue
-        for config in pair_configs(*cell, **profile.train_hparams(cell[1])).values():
-            runs.setdefault(config.run_hash(), config)
-    return list(runs.values())
+from .profiles import Profile, pair_grid, plan_runs
+from .tables import CURVE_COLUMNS, FINETUNE_COLUMNS
+from .train import ensure_dev_scores, train
 
 
 def run_finetuning(
@@ -128,8 +93,8 @@ def curve_table(profile: Profile, checkpoint_root: str | Path, skip=frozenset())
     training loss at every evaluation point."""
     rows = []
     for config in plan_runs(profile, skip):
-        record = read_record(config.run_dir(checkpoint_root))
-        if record is None or record.get("status") != "finished":
+        record = finished_record(config.run_dir(checkpoint_root))
+        if record is None:
             raise FileNotFoundError(f"{config.run_dir(checkpoint_root)}: run not finished")
         rows.extend(curve_rows(record))
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import labels, mst
+from .labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
-
-class ClassifierHead(nn.Module):
-    """Linear classifier on the first token's hidden state (XNLI): scores [B, num_labels]."""
+class _LinearHead(nn.Module):
+    """Dropout then one linear layer to `num_labels` scores; the heads below differ in which
+    hidden states they score and how."""
 
     label_keys = ("labels",)
 
@@ -33,6 +33,10 @@ class ClassifierHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden, num_labels)
+
+
+class ClassifierHead(_LinearHead):
+    """Linear classifier on the first token's hidden state (XNLI): scores [B, num_labels]."""
 
     def forward(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         """Return logits [B, num_labels] from the first token ([CLS] / <s>)."""
@@ -47,18 +51,12 @@ class ClassifierHead(nn.Module):
         return {"pred": scores.argmax(dim=-1)}
 
 
-class TaggerHead(nn.Module):
+class TaggerHead(_LinearHead):
     """Linear tagger on every token (NER, POS): scores [B, T, num_labels].
 
-    Only first subwords carry labels; the others are -100 and ignored by the loss.
+    Only first subwords carry labels; the others are -100 (`IGNORE_INDEX`) and ignored by
+    the loss.
     """
-
-    label_keys = ("labels",)
-
-    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden, num_labels)
 
     def forward(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         """Return logits [B, T, num_labels]."""

@@ -1,5 +1,8 @@
 """Is the Hugging Face hub reachable? Asked once per process, answered in under 2 s.
 
+`hub_offline()` reads the switches that turn the hub off (`HF_HUB_OFFLINE`,
+`TRANSFORMERS_OFFLINE`); every module that asks for the network asks here.
+
 Without a network, every `from_pretrained` / `load_dataset` call of a name that is not
 cached waits 20–50 s before it fails, and every job pays it again. `unreachable_reason()`
 answers once per process (per endpoint): `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE` set,
@@ -65,11 +68,21 @@ def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     return outcome[0]
 
 
+def hub_offline() -> bool:
+    """Return True when `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` (1/on/yes/true), or
+    huggingface_hub's own offline constant, asks for no network access."""
+    # Imported here: huggingface_hub takes a second to import, and `xinterp profile`,
+    # `xinterp figures` and profile validation load this module without needing it.
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return bool(constants.HF_HUB_OFFLINE) or any(
+        str(f).strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags if f)
+
+
 def unreachable_reason() -> str | None:
     """Return None when the hub can be used, else why not (offline flag set, or the
     endpoint did not answer). Probed once per process and endpoint (memoised)."""
-    from .data import hub_offline
-
     if hub_offline():
         return "the hub is switched off (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1 is set)"
     url = endpoint()
@@ -84,8 +97,6 @@ def url_unreachable_reason(url: str, *, respect_offline: bool = True) -> str | N
     """Return None when `url` answers (probed once per process, like the hub), else why
     not; the offline flags count as unreachable here too unless `respect_offline` is
     False (a mirror the user named, e.g. `XINTERP_UD_URL`)."""
-    from .data import hub_offline
-
     if respect_offline and hub_offline():
         return "network use is switched off (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1 is set)"
     with _LOCK:

@@ -12,6 +12,8 @@ point into the model's own parameters in place as
 
 which is Eq. 3 rearranged. This form makes the end-points exact: (0, 0), (1, 0) and
 (0, 1) reproduce θ_bi, θ_src and θ_tgt bit for bit (adding δ back onto θ_bi would round).
+Where Eq. 1 and Eq. 2 sit in the plane is `sweep_spec.plane_coordinates`; the norms and
+angle of δ_src and δ_tgt are in `geometry.py`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from __future__ import annotations
 import torch
 
 from .model import TaskModel
-
-SCOPES = ("all", "encoder", "head")
+from .settings import SCOPES
 
 
 class IncompatibleEndpoints(ValueError):
@@ -105,11 +106,3 @@ class InterpolationPlane:
             torch._foreach_add_(tgt, self._tgt, alpha=alpha2)
         self.point = (alpha1, alpha2)
 
-
-def plane_coordinates(plane: str, alpha: float) -> tuple[float, float]:
-    """Return (α1, α2) of Eq. 1 (`eq1`) or Eq. 2 (`eq2`) at `alpha`."""
-    if plane == "eq1":
-        return (round(1.0 - alpha, 12), 0.0)
-    if plane == "eq2":
-        return (0.0, round(1.0 - alpha, 12))
-    raise ValueError(f"plane={plane!r}: expected eq1 or eq2 (use (α1, α2) for 2d)")

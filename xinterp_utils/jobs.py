@@ -12,15 +12,17 @@ failure or a pre-emption only does what is left.
 
 from __future__ import annotations
 
+import getpass
+import subprocess
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .progress import tqdm
-
-EXECUTORS = ("inline", "local", "slurm")
+from .settings import EXECUTORS
 
 
 class JobsFailed(RuntimeError):
@@ -74,6 +76,8 @@ def run_jobs(
         return []
     if executor == "inline":
         return _run_inline(fn, jobs, progress)
+    # Imported here: only the local and Slurm paths need it, and every `xinterp` command
+    # loads this module (through profiles).
     import submitit
 
     folder = Path(folder)
@@ -89,8 +93,6 @@ def _run_inline(fn, jobs, progress):
         try:
             results.append(fn(**kwargs))
         except Exception as err:  # noqa: BLE001 - one job's failure must not stop the others
-            import traceback
-
             failures[index] = (kwargs, f"{traceback.format_exc()}{err!r}", None)
             results.append(None)
     if failures:
@@ -99,6 +101,7 @@ def _run_inline(fn, jobs, progress):
 
 
 def _visible_gpus() -> list[int]:
+    # Imported here: profiles import this module and must load without torch.
     import torch
 
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -150,9 +153,6 @@ SLURM_UNKNOWN_GRACE_S = 60.0
 def _squeue_ids() -> set[str] | None:
     """Return the ids of this user's queued or running jobs, one per array task
     (`123_4`), or None when squeue cannot be asked."""
-    import getpass
-    import subprocess
-
     try:
         out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
                              capture_output=True, text=True, timeout=30, check=True).stdout

@@ -1,12 +1,23 @@
-"""The paper's four tasks and their fixed label vocabularies.
+"""The paper's four tasks, its nine languages and the tasks' fixed label vocabularies.
 
 Label ids are positions in these tuples; they never depend on the data seen, so a
-checkpoint's head means the same thing for every language and run.
+checkpoint's head means the same thing for every language and run. This module imports
+nothing, so every other one (profiles, data readers, the encoder converter) can name
+these without loading anything.
 """
 
 from __future__ import annotations
 
 TASKS = ("xnli", "ner", "pos", "parsing")
+
+# The paper's languages (ISO 639-1). Adding one here is step one of "A language" in the
+# README: profiles accept it in `pairs`, the data readers and the offline encoder's small
+# variant cover it.
+LANGUAGES = ("en", "ar", "de", "es", "fr", "hi", "ru", "vi", "zh")
+
+# The label id of a position that is not scored (padding, a word's later subwords, the
+# ROOT column of a parse): PyTorch's cross-entropy default `ignore_index`.
+IGNORE_INDEX = -100
 
 # Which dataset family each task reads.
 TASK_FAMILY = {"xnli": "xnli", "ner": "wikiann", "pos": "ud", "parsing": "ud"}

@@ -22,7 +22,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .checkpoints import MODEL_NAME, read_record
+from .encoders import load_tokenizer
+from .evaluate import evaluate
+from .features import batches
+from .interpolate import InterpolationPlane
+from .jobs import run_jobs
+from .model import build_run_model
+from .precision import autocast_dtype
+from .progress import tqdm
 from .remedy_tables import LINE_COLUMNS
+from .train import default_device, load_features
+from .vocab import trim_state_dict, trimmed_kept
 
 
 @dataclass(frozen=True)
@@ -115,15 +126,6 @@ def run_line(spec: LineSpec, checkpoint_root: str | Path, results_root: str | Pa
              device: str | None = None, progress: bool = True) -> Path:
     """Evaluate every point of `spec` not yet in its CSV; return the CSV path. Raises
     FileNotFoundError naming a run that is not finished."""
-    from .encoders import load_tokenizer
-    from .evaluate import evaluate
-    from .features import batches
-    from .interpolate import InterpolationPlane
-    from .precision import autocast_dtype
-    from .progress import tqdm
-    from .train import MODEL_NAME, build_run_model, default_device, load_features, read_record
-    from .vocab import trim_state_dict, trimmed_kept
-
     device = device or default_device()
     path = spec.result_path(results_root)
     done = read_done(path)
@@ -178,8 +180,6 @@ def run_line(spec: LineSpec, checkpoint_root: str | Path, results_root: str | Pa
 def run_lines(specs, checkpoint_root, results_root, *, executor: str = "inline",
               device: str | None = None, progress: bool = True, **executor_options) -> list:
     """Run `specs` as jobs (inline, local GPUs or Slurm); return their CSV paths."""
-    from .jobs import run_jobs
-
     jobs = [{"spec": spec, "checkpoint_root": str(checkpoint_root),
              "results_root": str(results_root), "device": device, "progress": progress}
             for spec in specs]

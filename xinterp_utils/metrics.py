@@ -11,8 +11,7 @@ import numpy as np
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
 from . import labels
-
-IGNORE_INDEX = -100
+from .labels import IGNORE_INDEX
 
 # UPOS ids of the tags excluded from attachment scores (PUNCT, SYM).
 EXCLUDED_UPOS_IDS = tuple(labels.UPOS_LABELS.index(tag) for tag in labels.PARSING_EXCLUDED_UPOS)

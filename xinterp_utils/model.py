@@ -6,7 +6,10 @@ import torch
 from torch import nn
 
 from . import labels
+from .config import TrainConfig
+from .encoders import load_encoder
 from .heads import build_head
+from .vocab import kept_ids, trim_embeddings
 
 # Batch keys the encoder reads; everything else in a batch is for the head or the metrics.
 _ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -81,7 +84,15 @@ def build_task_model(
     or ``offline-small``); two calls with the same arguments give parameter-identical
     models. The tokenizer is not kept; call `encoders.load_encoder` for it.
     """
-    from .encoders import load_encoder  # imported here: only this builder needs it
-
     encoder, _tokenizer = load_encoder(encoder_name)
     return build_task_model_from_encoder(encoder, task, seed, dropout=dropout)
+
+
+def build_run_model(config: TrainConfig, tokenizer) -> TaskModel:
+    """Return the initial TaskModel of run `config` (pretrained encoder, head drawn from its
+    seed), with the embedding trimmed to the data's pieces when ``config.vocab ==
+    "trimmed"`` (`tokenizer` is the encoder's: it says which pieces those are)."""
+    model = build_task_model(config.encoder, config.task, config.seed)
+    if config.vocab == "trimmed":
+        trim_embeddings(model.encoder, kept_ids(tokenizer, config.task, config.data_source))
+    return model

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Self
 
 from .paths import repo_root
+from .profiles import load_profile
 
 # Seconds between progress-bar redraws in the kernels: often on a terminal, rarely in a
 # log file (a redraw there is a line of its own).
@@ -129,6 +130,8 @@ def execute_notebook(
     Raises RuntimeError naming the notebook and the failing cell (its execution count
     and first line) when a cell raises.
     """
+    # papermill (and its nbclient/jupyter stack) takes seconds to import; only executing a
+    # notebook needs it, not the progress helpers or `xinterp` itself.
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -189,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     args = parser.parse_args(argv)
-    from .profiles import load_profile
-
     try:
         cfg = load_profile(args.profile, args.overrides)
         executed = run(args.profile, args.overrides, only=args.only)

@@ -1,9 +1,13 @@
-"""Where things live: the repository, the data, the cache; and safe file writes."""
+"""Where things live: the repository, the data, the cache, an encoder's folder name; safe
+file writes; and content digests of files."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +32,12 @@ def cache_dir() -> Path:
         path = base / "xinterp"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def encoder_slug(encoder: str) -> str:
+    """Return the folder name that stands for `encoder` under `checkpoints/` and
+    `results/sweeps/`: its name or path with `/` replaced by `--` (`owner--name`)."""
+    return encoder.strip("/").replace("/", "--")
 
 
 def offline_data_dir() -> Path | None:
@@ -98,8 +108,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     Used for multi-file artefacts (an encoder folder): readers never see a partial one.
     """
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -112,3 +120,25 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the hex sha256 of a file's bytes (read in 8 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 23), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def combine_file_digests(digests: dict[str, str]) -> str:
+    """Return one sha256 (hex) over {file name: file sha256}, independent of dict order."""
+    digest = hashlib.sha256()
+    for name in sorted(digests):
+        digest.update(f"{name}\0{digests[name]}\n".encode())
+    return digest.hexdigest()
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` to `path` as indented UTF-8 JSON (non-ASCII kept) with a final newline."""
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

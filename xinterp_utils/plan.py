@@ -1,8 +1,8 @@
 """`xinterp plan PROFILE`: the size of a profile's work, before anything runs.
 
 Counts come from the same planners the notebooks use: fine-tuning runs from
-`finetune.plan_runs` (monolingual runs shared between pairs), sweeps from
-`sweeps.plan_sweeps`, evaluated points as the distinct points of each sweep (Eq. 1 and
+`profiles.plan_runs` (monolingual runs shared between pairs), sweeps from
+`sweep_spec.plan_sweeps`, evaluated points as the distinct points of each sweep (Eq. 1 and
 Eq. 2 at α = 1 are both θ_bi, evaluated once) times its two dev sets. Example counts
 are read from offline data when the profile uses it, else taken from the official split
 sizes (`OFFICIAL_SIZES`, the paper's Table 1). Tokens are counted by featurising with
@@ -19,9 +19,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors import safe_open
 
 from . import data, labels
-from .profiles import Profile
+from .encoders import EncoderUnavailableError, load_tokenizer, resolve_encoder
+from .features import featurize
+from .profiles import Profile, pair_grid, plan_runs
+from .remedy_settings import remedy_plan_line
+from .sweep_spec import plan_sweeps
 
 # Parameters of the paper's encoders (embeddings included), for the FLOPs estimate.
 # Sources: Conneau et al. 2020 (XLM-R), Table 7: mBERT 178M and XLM-R large 560M (550M
@@ -39,8 +46,8 @@ OFFICIAL_SIZES = {
     "ud": {"en": (12_543, 2_002), "ar": (6_075, 909), "de": (13_814, 799),
            "es": (14_187, 1_400), "fr": (14_450, 1_476), "hi": (13_304, 1_659),
            "ru": (3_850, 579), "vi": (1_400, 800), "zh": (3_997, 500)},
-    "wikiann": {**{lang: (20_000, 10_000) for lang in data.LANGS}, "hi": (5_000, 1_000)},
-    "xnli": {lang: (392_702, 2_490) for lang in data.LANGS},
+    "wikiann": {**{lang: (20_000, 10_000) for lang in labels.LANGUAGES}, "hi": (5_000, 1_000)},
+    "xnli": {lang: (392_702, 2_490) for lang in labels.LANGUAGES},
 }
 
 # Mean model-input tokens per example (special tokens included, no cap), measured on the
@@ -117,12 +124,6 @@ def encoder_parameters(name: str) -> int | None:
     None otherwise."""
     if name in ENCODER_PARAMETERS:
         return ENCODER_PARAMETERS[name]
-    from pathlib import Path
-
-    from safetensors import safe_open
-
-    from .encoders import resolve_encoder
-
     try:
         source = resolve_encoder(name)
     except (OSError, ValueError):
@@ -151,8 +152,6 @@ class _Sizer:
         if encoder not in self.tokenizers:
             tok = None
             if self.offline:
-                from .encoders import EncoderUnavailableError, load_tokenizer
-
                 try:
                     tok = load_tokenizer(encoder)
                 except (EncoderUnavailableError, OSError, ValueError):
@@ -171,8 +170,6 @@ class _Sizer:
             raw = data.load_split(task, lang, split, source=self.source)
             n = len(raw) if cap is None else min(cap, len(raw))
             if tok is not None:
-                from .features import featurize
-
                 part = dataclasses.replace(raw, examples=raw.examples[:n],
                                            fingerprint=f"{raw.fingerprint}:first{n}")
                 feats = featurize(part, tok, max_length=max_length, train=(split == "train"))
@@ -196,9 +193,6 @@ def distinct_points(spec) -> int:
 def plan_profile(profile: Profile, assumptions: Assumptions | None = None) -> Plan:
     """Return the `Plan` of `profile`: counts of runs, sweeps, points, examples and
     tokens, and GPU-hours under `assumptions` (default `Assumptions()`)."""
-    from .finetune import pair_grid, plan_runs
-    from .sweeps import plan_sweeps
-
     assumptions = assumptions or Assumptions()
     sizer = _Sizer(profile)
     runs = plan_runs(profile)
@@ -273,8 +267,6 @@ def plan_profile(profile: Profile, assumptions: Assumptions | None = None) -> Pl
                          for e, t in dev_tokens_by_encoder.items()) / rate / 3600
     notes = [f"encoder {e}: parameter count unknown (hub name not in ENCODER_PARAMETERS); "
              "no GPU-hour estimate" for e, p in params.items() if p is None]
-    from .remedy_settings import remedy_plan_line
-
     return Plan(profile.name, len(runs), by_task, len(sweeps[False]), len(sweeps[True]),
                 points[False], points[True], train_examples, train_tokens, dev_evals,
                 dev_tokens, once, note, params, hours_train, hours_eval, assumptions, notes,

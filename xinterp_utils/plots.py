@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from xinterp_utils import analysis
-from xinterp_utils.paths import atomic_write
+from . import analysis
+from .paths import atomic_write
+from .settings import PLANE_2D, PLANES_1D
 
 # Figures 6-9 are Fig. 2 restricted to one task (paper appendix); edit here if the
 # numbering turns out different.
@@ -88,7 +89,7 @@ def _alpha_guides(ax) -> None:
 
 def _draw_band_lines(ax, agg: pd.DataFrame) -> None:
     """One line per (plane, line) with its shaded CI; labels name both."""
-    for plane in analysis.PLANES_1D:
+    for plane in PLANES_1D:
         for line in analysis.LINES:
             part = agg[(agg["plane"] == plane) & (agg["line"] == line)].sort_values("alpha")
             if part.empty:
@@ -115,7 +116,7 @@ def _legend_below(fig: Figure, axes) -> None:
 
 def _plot_1d(df: pd.DataFrame, fig_number: int, title: str, scope: str,
              confidence: float) -> Figure:
-    df = _select(df[df["plane"].isin(analysis.PLANES_1D)], f"figure {fig_number}", scope=scope)
+    df = _select(df[df["plane"].isin(PLANES_1D)], f"figure {fig_number}", scope=scope)
     agg = analysis.aggregate_1d(df, by=("encoder", "source", "plane", "line"),
                                 confidence=confidence)
     encoders = sorted(agg["encoder"].unique())
@@ -162,29 +163,8 @@ def fig_by_task(df: pd.DataFrame, task: str, fig_number: int | None = None,
                    out_dir, fig_number)
 
 
-def grid_2d(df: pd.DataFrame, value: str = "norm_score"
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (alpha1_values, alpha2_values, Z) with Z[j, i] = mean `value` at (α1[i], α2[j]).
-
-    `df` holds the 2d rows of one (encoder, task, source, target, scope, eval_lang); seeds
-    are averaged. Missing grid points are NaN. Z has shape (len(α2), len(α1)), the
-    layout `contour(α1, α2, Z)` expects (α1 on x, α2 on y).
-    """
-    rows = df[df["plane"] == "2d"] if "plane" in df.columns else df
-    if rows.empty:
-        raise ValueError("grid_2d: no 2d rows")
-    for col in ("encoder", "task", "source", "target", "scope", "eval_lang"):
-        if col in rows.columns and rows[col].nunique() > 1:
-            raise ValueError(f"grid_2d: rows mix several {col} values "
-                             f"{sorted(map(str, rows[col].unique()))}; select one first")
-    table = rows.pivot_table(index="alpha2", columns="alpha1", values=value, aggfunc="mean")
-    table = table.sort_index(axis=0).sort_index(axis=1)
-    return (table.columns.to_numpy(float), table.index.to_numpy(float),
-            table.to_numpy(float))
-
-
 def _contour_panel(ax, rows: pd.DataFrame, title: str):
-    a1, a2, z = grid_2d(rows)
+    a1, a2, z = analysis.grid_2d(rows)
     if len(a1) < 2 or len(a2) < 2:
         raise ValueError(f"{title}: a contour needs at least 2 values of alpha1 and alpha2, "
                          f"got {len(a1)} x {len(a2)}")
@@ -210,7 +190,7 @@ def _contour_panel(ax, rows: pd.DataFrame, title: str):
 
 
 def _prepare_2d(df: pd.DataFrame, what: str, scope: str) -> pd.DataFrame:
-    rows = _select(df[df["plane"] == "2d"] if "plane" in df.columns else df, what, scope=scope)
+    rows = _select(df[df["plane"] == PLANE_2D] if "plane" in df.columns else df, what, scope=scope)
     if rows.empty:
         raise ValueError(f"{what}: no 2d rows in the table")
     if "norm_score" not in rows.columns:
@@ -283,7 +263,7 @@ def fig5_variance(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
     for the normalisation).
     """
     what = "figure 5"
-    rows = _select(df[df["plane"].isin(analysis.PLANES_1D)], what, scope=scope)
+    rows = _select(df[df["plane"].isin(PLANES_1D)], what, scope=scope)
     agg = analysis.normalised_variance(rows, by=("encoder", "plane", "line"),
                                        confidence=confidence)
     encoders = sorted(agg["encoder"].unique())

@@ -11,7 +11,10 @@ process (`hub.unreachable_reason`), so an unreachable hub is reported in seconds
 from __future__ import annotations
 
 from . import data, labels
+from .encoders import EncoderUnavailableError, check_encoder_available
+from .hub import unreachable_reason
 from .profiles import Profile
+from .readers import DataFormatError
 
 USED_SPLITS = ("train", "dev")  # what fine-tuning and the sweeps read
 
@@ -73,8 +76,6 @@ def data_provenance(profile: Profile) -> list[str]:
 def encoder_problems(profile: Profile, log=None) -> list[str]:
     """Return one message per encoder of the profile that cannot be loaded (hub name
     neither cached nor reachable, bad folder); `log` gets a line per usable one."""
-    from .encoders import EncoderUnavailableError, check_encoder_available
-
     out = []
     for name in profile.encoders:
         try:
@@ -92,8 +93,6 @@ def data_problems(profile: Profile) -> list[str]:
     source cannot give. Offline: manifest entries and files are checked (no data read).
     Hub: nothing is read while the hub is reachable (Table 1 downloads it next); when it
     is not, each split is looked up in the local caches only, failing at once."""
-    from .hub import unreachable_reason
-
     source = data.resolve_source(profile.data)
     out = []
     hub_down = isinstance(source, data.HubSource) and unreachable_reason() is not None
@@ -107,7 +106,7 @@ def data_problems(profile: Profile) -> list[str]:
                     elif hub_down:
                         source.read(family, lang, split)
                 except (data.MissingSplitError, FileNotFoundError, RuntimeError,
-                        data.DataFormatError) as err:
+                        DataFormatError) as err:
                     failed.append(f"{lang} {split}")
                     first = first or str(err)
         if failed:  # one message a dataset: the first error, and which splits fail

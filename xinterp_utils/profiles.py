@@ -1,8 +1,11 @@
-"""Profiles (`paper`, `demo`, `smoke`) as data, with command-line style overrides.
+"""Profiles (`paper`, `repro`, `demo`, `smoke`) as data, with command-line style
+overrides, and the cells and runs a profile plans.
 
 A profile is a YAML file in `xinterp_utils/profiles/`. Any field can be overridden,
 from Python (`load_profile("demo", seeds=[1, 2])`), from papermill parameters, or from
-`run_all.sh demo seeds=[1,2] pairs=[en-de,en-ru]` (values are YAML).
+`run_all.sh demo seeds=[1,2] pairs=[en-de,en-ru]` (values are YAML). Its training
+settings are `TrainConfig`'s fields (`PROFILE_SETTINGS`), with TrainConfig's defaults.
+Free of torch: every `xinterp` command loads profiles.
 """
 
 from __future__ import annotations
@@ -14,11 +17,20 @@ from pathlib import Path
 
 import yaml
 
-from .labels import TASKS
-from .settings import BATCHINGS, PRECISIONS, VOCABS
+from .config import TrainConfig, pair_configs, with_train_fields
+from .encoders import check_encoder_name
+from .hub import reachable
+from .jobs import SlurmOptions
+from .labels import LANGUAGES, TASKS
+from .remedy_settings import parse_remedies
+from .settings import BATCHINGS, EXECUTORS, PRECISIONS, SCOPES, VOCABS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-LANGUAGES = ("en", "ar", "de", "es", "fr", "hi", "ru", "vi", "zh")
+# The TrainConfig fields a profile sets (names, types and defaults are TrainConfig's);
+# `data` is the profile's name for `data_source`.
+PROFILE_SETTINGS = ("epochs", "batch_size", "lr", "max_length", "warmup_ratio",
+                    "max_train_examples", "max_dev_examples", "batching", "precision",
+                    "vocab", "evals_per_epoch")
 
 # The paper's grids (Section 3.1): −0.5 … 1.5 in steps of 0.1, plus twelve points near
 # the end-points for Eq. 1/2; 21 × 21 for Eq. 3.
@@ -29,8 +41,6 @@ PAPER_ALPHAS_1D = tuple(
     )
 )
 PAPER_ALPHAS_2D = tuple(round(-0.5 + 0.1 * i, 3) for i in range(21))
-SCOPES = ("all", "encoder", "head")
-EXECUTORS = ("inline", "local", "slurm")
 
 
 @dataclass(frozen=True)
@@ -91,25 +101,19 @@ _ALPHA_RULE = NumberRule(float)
 
 
 @dataclass
+@with_train_fields(*PROFILE_SETTINGS, after="seeds")
 class Profile:
-    """One experiment grid: what to fine-tune, how, and which interpolations to sweep."""
+    """One experiment grid: what to fine-tune, how, and which interpolations to sweep.
+
+    After `seeds` come the training settings of `PROFILE_SETTINGS` (TrainConfig's fields,
+    with its defaults: the paper's App. A).
+    """
 
     name: str
     encoders: list[str]
     tasks: list[str]
     pairs: list[str]  # "src-tgt"
     seeds: list[int]
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 2e-5
-    max_length: int = 128
-    warmup_ratio: float = 0.1
-    max_train_examples: int | None = None
-    max_dev_examples: int | None = None
-    batching: str = "random"  # or "length-grouped" (train.epoch_batches)
-    precision: str = "bf16-cuda"  # or "bf16-native", "fp32" (precision.py)
-    vocab: str = "full"  # or "trimmed" (vocab.py)
-    evals_per_epoch: int = 1  # learning-curve points per epoch
     # Per-task deviations from the settings above, e.g. {parsing: {epochs: 10}}: only the
     # fields in TASK_SETTINGS (what a task's learning curve can justify changing).
     task_hparams: dict = field(default_factory=dict)
@@ -186,8 +190,6 @@ class Profile:
             if not isinstance(values, list) or not values or any(
                     _ALPHA_RULE.problem(a) is not None for a in values):
                 bad(name, "must be a non-empty list of (finite) numbers")
-        from .encoders import check_encoder_name
-
         for encoder in self.encoders:
             try:
                 check_encoder_name(encoder)
@@ -197,11 +199,7 @@ class Profile:
             bad("scope", f"expected one of {SCOPES}")
         if self.executor not in EXECUTORS:
             bad("executor", f"expected one of {EXECUTORS}")
-        from .remedy_settings import parse_remedies
-
         parse_remedies(self.remedies, self)
-        from .jobs import SlurmOptions
-
         known = {f.name for f in dataclasses.fields(SlurmOptions)}
         if not isinstance(self.slurm, dict) or set(self.slurm) - known:
             bad("slurm", f"must be a mapping with keys among {sorted(known)}")
@@ -232,32 +230,51 @@ class Profile:
     def train_hparams(self, task: str | None = None) -> dict:
         """Return the TrainConfig keyword arguments this profile sets for `task` (its
         `task_hparams` applied; None: the profile-wide settings)."""
-        hparams = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                   "max_length": self.max_length, "warmup_ratio": self.warmup_ratio,
-                   "max_train_examples": self.max_train_examples,
-                   "max_dev_examples": self.max_dev_examples, "data_source": self.data,
-                   "batching": self.batching, "precision": self.precision,
-                   "vocab": self.vocab, "evals_per_epoch": self.evals_per_epoch}
+        hparams = {name: getattr(self, name) for name in PROFILE_SETTINGS}
+        hparams["data_source"] = self.data
         return {**hparams, **self.task_hparams.get(task, {})}
 
     def remedy_settings(self):
         """Return the parsed `remedies` field (`remedy_settings.RemedySettings`), or None
         when the remedies are off for this profile."""
-        from .remedy_settings import parse_remedies
-
         return parse_remedies(self.remedies, self)
 
     def executor_options(self) -> dict:
         """Return the keyword arguments `jobs.run_jobs` needs for this profile's executor."""
         if self.executor != "slurm":
             return {}
-        from .jobs import SlurmOptions
-
         return {"slurm": SlurmOptions(**self.slurm)}
 
     def to_dict(self) -> dict:
         """Return the profile as plain data (for records and notebook output)."""
         return dataclasses.asdict(self)
+
+
+def pair_grid(profile: Profile, *, pairs=None, seeds=None):
+    """Yield (encoder, task, source, target, seed) for every cell of the profile's grid;
+    `pairs` ((source, target) tuples) and `seeds` replace the profile's own (the 2D
+    sweeps use `pairs_2d` and `seeds_2d`)."""
+    pairs = profile.pair_tuples() if pairs is None else pairs
+    seeds = profile.seeds if seeds is None else seeds
+    for encoder in profile.encoders:
+        for task in profile.tasks:
+            for source, target in pairs:
+                for seed in seeds:
+                    yield encoder, task, source, target, seed
+
+
+def plan_runs(profile: Profile, skip=frozenset()) -> list[TrainConfig]:
+    """Return the distinct fine-tuning runs the profile needs, in a stable order; cells
+    in `skip` ((encoder, task, source, target, seed) tuples whose results are all
+    there, `resume.complete_cells`) need none. A monolingual run serves every pair that
+    needs it, so it is planned once."""
+    runs: dict[str, TrainConfig] = {}
+    for cell in pair_grid(profile):
+        if cell in skip:
+            continue
+        for config in pair_configs(*cell, **profile.train_hparams(cell[1])).values():
+            runs.setdefault(config.run_hash(), config)
+    return list(runs.values())
 
 
 def available_profiles() -> list[str]:
@@ -307,14 +324,14 @@ def hub_reachable() -> bool:
     """Return True when the Hugging Face hub answers (an HTTP HEAD to `HF_ENDPOINT`
     within `hub.PROBE_TIMEOUT_S` seconds, asked once per process) and the hub is not
     switched off (HF_HUB_OFFLINE)."""
-    from .hub import reachable
-
     return reachable()
 
 
 def default_profile() -> tuple[str, str]:
     """Return (profile name, reason): `paper` where a GPU and the hub are both available,
     else `demo`, the one that runs offline on a CPU."""
+    # Imported here: torch takes seconds to load, and the other `xinterp` commands that
+    # load profiles (profile, figures, plan) never need it.
     import torch
 
     if not torch.cuda.is_available():

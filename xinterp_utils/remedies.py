@@ -23,9 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from safetensors.torch import load_file
 
+from .checkpoints import MODEL_NAME, finished_model_path, read_record, relative_run_dir
+from .config import TrainConfig, pair_configs
+from .encoders import load_tokenizer
 from .fewshot import eligible_examples, fewshot_schedule
+from .interpolate import interpolated_names
+from .jobs import run_jobs
 from .lines import LineSpec, line_complete
+from .plane import plane_projection
 from .remedy_tables import (
     CELL,
     PLANE_COLUMNS,
@@ -33,7 +40,7 @@ from .remedy_tables import (
     SILVER_COLUMNS,
     read_remedy_table,
 )
-from .train import TrainConfig, pair_configs, relative_run_dir
+from .train import ensure_dev_scores, load_features, train
 
 REMEDIES = ("fewshot", "silver")
 
@@ -74,9 +81,6 @@ def pool_size(config: TrainConfig) -> int:
     """Return how many target training examples a few-shot run of θ_tgt's config
     `config` can draw from: the capped training set less the sentences the featuriser
     drops (counted from the cached features; remembered per process)."""
-    from .encoders import load_tokenizer
-    from .train import load_features
-
     key = (config.encoder, config.task, config.train_langs, config.max_train_examples,
            config.max_length, config.data_source)
     if key not in _POOLS:
@@ -150,9 +154,6 @@ def run_remedies(profile, checkpoint_root: str | Path, runs: list[RemedyRun], *,
                  progress: bool = True, **executor_options) -> list[dict]:
     """Train (or find finished) the end-points of the runs' cells, then the remedy
     runs; return the remedy runs' records in order. Interrupted runs resume."""
-    from .jobs import run_jobs
-    from .train import train
-
     options = {**profile.executor_options(), **executor_options}
 
     def jobs(configs):
@@ -176,8 +177,6 @@ def remedies_table(runs: list[RemedyRun], checkpoint_root: str | Path, *,
     the target dev set, with the settings and checkpoints that produced them (`ckpt_src`:
     θ_src, the model a few-shot run starts from or the silver labeller). Scores are
     fractions with the task's metric; missing source scores are computed and saved."""
-    from .train import ensure_dev_scores
-
     rows = []
     for run in runs:
         record = ensure_dev_scores(run.config, checkpoint_root, (run.source, run.target),
@@ -201,8 +200,6 @@ def silver_table(runs: list[RemedyRun], checkpoint_root: str | Path) -> pd.DataF
     """Return one row per silver run and silver-labelled language (`SILVER_COLUMNS`): the
     labels' agreement with gold in the task's metric (a fraction), the artefact's key,
     the silver run and its labeller (θ_src)."""
-    from .train import read_record
-
     rows = []
     for run in runs:
         if run.remedy != "silver":
@@ -223,12 +220,6 @@ def plane_table(runs: list[RemedyRun], checkpoint_root: str | Path, scope: str) 
     by least squares, ‖θ − θ_bi‖, the residual and the fraction of the offset outside
     the plane (`plane.plane_projection`), over the parameters of `scope` as the
     geometry uses them (`interpolate.interpolated_names`)."""
-    from safetensors.torch import load_file
-
-    from .interpolate import interpolated_names
-    from .plane import plane_projection
-    from .train import MODEL_NAME, finished_model_path
-
     rows, by_cell = [], {}
     for run in runs:
         by_cell.setdefault(run.cell, []).append(run)

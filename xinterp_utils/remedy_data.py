@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .fewshot import shot_features
+from .silver import silver_features
+
 
 def remedy_features(config, tokenizer, lang: str, checkpoint_root: str | Path | None,
                     kept=None):
@@ -19,14 +22,10 @@ def remedy_features(config, tokenizer, lang: str, checkpoint_root: str | Path | 
     if config.shots is not None and config.silver_from is not None:
         raise ValueError("TrainConfig: shots and silver_from together; a run takes one remedy")
     if config.shots is not None:
-        from .fewshot import shot_features
-
         return shot_features(config, tokenizer, lang, kept=kept)
     if config.silver_from is None:
         raise ValueError("remedy_features: the config asks for no remedy")
     if checkpoint_root is None:
         raise ValueError("remedy_features: a silver run needs the checkpoint root of its "
                          f"labelling run {config.silver_from}")
-    from .silver import silver_features
-
     return silver_features(config, tokenizer, lang, checkpoint_root, kept=kept)

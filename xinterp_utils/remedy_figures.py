@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import remedy_plots
+from .figures import two_d_rows
 from .remedy_summary import target_scores, variance_by_k
 from .remedy_tables import in_cells, read_lines, read_remedy_table
 
@@ -51,8 +52,6 @@ def line_rows(profile, results_root) -> pd.DataFrame:
 def surface_rows(profile, results_root) -> pd.DataFrame:
     """Return the normalised 2D rows (`figures.two_d_rows`) of the first remedy pair that
     has a 2D grid, for the profile's first encoder; empty when there is none."""
-    from .figures import two_d_rows
-
     grid = two_d_rows(profile, results_root)
     settings = profile.remedy_settings()
     if grid.empty or settings is None:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .plots import LEVELS_2D, grid_2d, save_figure
+from .analysis import grid_2d
+from .plots import LEVELS_2D, save_figure
 
 _ROLE_LABEL = {"target": "target language", "source": "source language"}
 _REMEDY_MARKER = {"fewshot": "o", "silver": "*"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .analysis import grid_2d
+
 CELL = ["encoder", "task", "source", "target", "seed"]
 PAIR = ["encoder", "task", "source", "target"]
 # The order models are listed in: zero-shot, few-shot by k, silver, bilingual.
@@ -114,8 +116,6 @@ def slopes_at_models(coords: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     (`slope`) and at the zero-shot model (1, 0) (`slope_zero_shot`). Models off the
     grid get NaN. The surface is the average over the grid's seeds; only models of those
     seeds are listed."""
-    from .plots import grid_2d
-
     out = []
     for (enc, task, src, tgt, role), g in grid.groupby(["encoder", "task", "source",
                                                       "target", "eval_role"]):

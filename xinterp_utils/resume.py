@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .finetune import FINETUNE_COLUMNS, MODEL_ROLES
-from .sweeps import GEOMETRY_COLUMNS, plan_sweeps, sweep_complete
-from .tables import read_table
+from .config import MODEL_ROLES
+from .sweep_rows import sweep_complete
+from .sweep_spec import plan_sweeps
+from .tables import FINETUNE_COLUMNS, GEOMETRY_COLUMNS, read_table
 
 
 def complete_cells(profile, results_root: str | Path) -> set[tuple]:

@@ -30,9 +30,16 @@ import numpy as np
 import torch
 
 from . import labels, metrics
-from .data import ParsedSentence, SentencePair, TaggedSentence
-from .features import IGNORE_INDEX, batches
+from .checkpoints import finished_model_path, load_model_weights, read_record
+from .config import TrainConfig
+from .features import batches, featurize, tokenizer_fingerprint
+from .labels import IGNORE_INDEX
+from .model import build_run_model
 from .paths import atomic_write
+from .precision import autocast_context, autocast_dtype
+from .readers import ParsedSentence, SentencePair, TaggedSentence
+from .train import default_device, load_features
+from .vocab import check_covered
 
 SILVER_VERSION = "1"
 PLACEHOLDER_DEPREL = "dep"
@@ -49,8 +56,6 @@ def predict_features(model, features, task: str, *, pad_token_id: int, device="c
     scores which word, never for their values. Each tagged word must be scored exactly
     once across windows.
     """
-    from .precision import autocast_context
-
     model.to(device)
     model.eval()
     out: dict = {}
@@ -196,17 +201,6 @@ def silver_split(config, tokenizer, lang: str, checkpoint_root: str | Path, *, k
     exists for the same key, else predicted (on `device`, default cuda if available) and
     written atomically. The split's fingerprint names the artefact.
     """
-    from .features import tokenizer_fingerprint
-    from .precision import autocast_dtype
-    from .train import (
-        TrainConfig,
-        default_device,
-        finished_model_path,
-        load_features,
-        load_model_weights,
-        read_record,
-    )
-
     device = device or default_device()
     model_path = finished_model_path(checkpoint_root, config.silver_from)
     record = read_record(model_path.parent)
@@ -223,8 +217,6 @@ def silver_split(config, tokenizer, lang: str, checkpoint_root: str | Path, *, k
     path = silver_path(checkpoint_root, key)
     artefact = read_artefact(path, key)
     if artefact is None:
-        from .train import build_run_model
-
         model = build_run_model(labeller_config, tokenizer)
         load_model_weights(model, model_path)
         predictions = predict_features(model, features, config.task,
@@ -249,10 +241,6 @@ def silver_features(config, tokenizer, lang: str, checkpoint_root: str | Path, k
     """Return (features, split, note) of silver run `config`'s training language `lang`:
     gold data for the labelling run's own languages (note None), silver-labelled data
     for the others (note: artefact key, labeller, metric, agreement)."""
-    from .features import featurize
-    from .train import TrainConfig, finished_model_path, load_features, read_record
-    from .vocab import check_covered
-
     labeller_dir = finished_model_path(checkpoint_root, config.silver_from).parent
     labeller_langs = TrainConfig.from_dict(read_record(labeller_dir)["config"]).train_langs
     if lang in labeller_langs:

@@ -1,7 +1,8 @@
 """Numbers behind the paper's claims, computed from result rows (notebooks print them).
 
-Every function takes tidy sweep rows (`sweeps.RESULT_COLUMNS`) and returns a small
-DataFrame; scores are normalised by the bilingual model of the same seed and dev set.
+Every function takes tidy sweep rows (`sweep_rows.RESULT_COLUMNS`; `finetune.csv` rows
+for the fine-tuning ones) and returns a small DataFrame; scores are normalised by the
+bilingual model of the same seed and dev set.
 """
 
 from __future__ import annotations
@@ -12,20 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-
-
-def select_profile_rows(df: pd.DataFrame, profile, planes=("eq1", "eq2", "2d")) -> pd.DataFrame:
-    """Return the rows of `df` that belong to `profile`'s grid (encoders, tasks, pairs,
-    seeds, scope) and to `planes`."""
-    pairs = {tuple(p) for p in profile.pair_tuples()}
-    keep = (
-        df["encoder"].isin(profile.encoders) & df["task"].isin(profile.tasks)
-        & df["seed"].isin(profile.seeds) & (df["scope"] == profile.scope)
-        & df["plane"].isin(planes)
-        & pd.Series([(s, t) in pairs for s, t in zip(df["source"], df["target"], strict=True)],
-                    index=df.index)
-    )
-    return df[keep].reset_index(drop=True)
+from .settings import PLANE_2D, PLANES_1D
 
 
 def one_d_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
@@ -35,7 +23,7 @@ def one_d_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     from α = 0 to α = 1 (0 for a perfectly linear rise), all as fractions of the bilingual
     score. `by` adds grouping columns, e.g. ("task",) for one line per task."""
     keys = [*by, "encoder", "plane", "line"]
-    rows = analysis.add_views(df[df["plane"].isin(["eq1", "eq2"])])
+    rows = analysis.add_views(df[df["plane"].isin(PLANES_1D)])
     curve = rows.groupby([*keys, "alpha"])["norm_score"].mean().reset_index()
     out = []
     for key, g in curve.groupby(keys):
@@ -57,7 +45,7 @@ def variance_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     the monolingual end-point (α = 0) and at the bilingual one (α = 1), per (`by`…,
     encoder, plane, line); NaN where there is a single seed. Unitless."""
     keys = [*by, "encoder", "plane", "line"]
-    agg = analysis.normalised_variance(df[df["plane"].isin(["eq1", "eq2"])],
+    agg = analysis.normalised_variance(df[df["plane"].isin(PLANES_1D)],
                                        by=[*by, "encoder", "scope", "plane", "line"])
     agg = agg[agg["alpha"].round(6).isin([0.0, 1.0])]
     table = agg.pivot_table(index=keys, columns="alpha",
@@ -78,13 +66,11 @@ def surface_slopes(df: pd.DataFrame) -> pd.DataFrame:
     unit α, seeds averaged, finite differences on the grid) at the zero-shot end-point
     (α1, α2) = (1, 0), at the bilingual one (0, 0), and its median over the grid points
     inside [0, 1]², for comparison."""
-    from .plots import grid_2d
-
-    rows = analysis.normalise(df[df["plane"] == "2d"])
+    rows = analysis.normalise(df[df["plane"] == PLANE_2D])
     out = []
     keys = ["encoder", "task", "source", "target", "eval_role"]
     for (encoder, task, source, target, role), g in rows.groupby(keys):
-        a1, a2, z = grid_2d(g)
+        a1, a2, z = analysis.grid_2d(g)
         if len(a1) < 2 or len(a2) < 2:
             continue
         d_a2, d_a1 = np.gradient(z, a2, a1)  # z[j, i] with α2 along axis 0
@@ -128,3 +114,34 @@ def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFra
                     "last_minus_best": float(last["score"] - best["score"]),
                     "on_plateau": bool(best["score"] - last["score"] <= tolerance)})
     return pd.DataFrame(out, columns=columns)  # no runs (all complete): no rows
+
+
+# The model each 1D end-point is: α = 0 is the monolingual model of its plane, α = 1 θ_bi.
+_ENDPOINT_MODEL = {("eq1", 0.0): "src", ("eq2", 0.0): "tgt", ("eq1", 1.0): "bi",
+                   ("eq2", 1.0): "bi"}
+_ENDPOINT_KEY = ["encoder", "task", "source", "target", "seed", "model", "eval_lang"]
+
+
+def endpoint_check(rows: pd.DataFrame, finetune: pd.DataFrame,
+                   tolerance: float = 1e-5) -> tuple[int, float]:
+    """Return (rows checked, largest absolute difference) between the Eq. 1/2 sweep rows
+    at α = 0 and α = 1 (the end-point models themselves) and the dev scores that
+    `finetune.csv` (`finetune`) records for the same model, pair, seed and dev set.
+
+    Raises ValueError when an end-point row has no fine-tuning row, or when a score
+    differs by more than `tolerance` (scores are fractions; the CSVs keep six decimals).
+    """
+    one_d = rows[rows["plane"].isin(PLANES_1D)]
+    ends = one_d[one_d["alpha"].isin([0.0, 1.0])]
+    ends = ends.assign(model=[_ENDPOINT_MODEL[(p, a)]
+                              for p, a in zip(ends["plane"], ends["alpha"], strict=True)])
+    check = ends.merge(finetune, on=_ENDPOINT_KEY, suffixes=("_sweep", "_finetune"))
+    worst = float((check["score_sweep"] - check["score_finetune"]).abs().max())
+    if len(check) != len(ends):
+        raise ValueError(f"{len(ends) - len(check)} of {len(ends)} end-point rows have no "
+                         "row in finetune.csv; run notebook 01 for this profile first")
+    if not worst < tolerance:
+        raise ValueError(f"an end-point's sweep score differs from its fine-tuning score by "
+                         f"{worst:.1e} (> {tolerance:g}): the sweep did not load the models "
+                         "that notebook 01 scored")
+    return len(check), worst

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xinterp_utils import data
+from xinterp_utils import data, labels
 from xinterp_utils.paths import atomic_write, repo_root
 
 from .progress import tqdm
@@ -38,9 +38,9 @@ def table1(source: data.Source | str | os.PathLike | None = None) -> pd.DataFram
     src = data.resolve_source(source)
     rows = []
     todo = [(task, name, tasks, lang) for task, name, tasks in _ROWS
-            for lang in data.LANGS if lang in src.languages(data.labels.TASK_FAMILY[task])]
+            for lang in labels.LANGUAGES if lang in src.languages(labels.TASK_FAMILY[task])]
     for task, name, tasks, lang in tqdm(todo, desc="table 1", leave=False):
-        family = data.labels.TASK_FAMILY[task]
+        family = labels.TASK_FAMILY[task]
         row = {"dataset": name, "tasks": tasks, "lang": lang,
                "treebank": (src.treebank(lang) or "") if family == "ud" else "",
                "train": None, "dev": None, "test": None}

@@ -1,8 +1,10 @@
-"""Result tables (`finetune.csv`, `geometry.csv`) that accumulate across runs.
+"""The result tables that accumulate across runs (`finetune.csv`, `training_curves.csv`,
+`geometry.csv`): their columns and keys, defined once here, and how rows go in.
 
 A run writes only its own rows into a table: rows of other tasks, pairs or seeds that
 earlier runs put there are kept. Running one seed or one pair of a profile therefore
-never loses what a run of another subset computed.
+never loses what a run of another subset computed. (The sweep CSVs are append-only
+instead: `sweep_rows.py`.)
 """
 
 from __future__ import annotations
@@ -12,9 +14,32 @@ from pathlib import Path
 import pandas as pd
 
 from .paths import atomic_write
+from .profiles import pair_grid
 
 # (encoder, task, source, target, seed): one cell of a profile's grid.
 CELL_KEY = ["encoder", "task", "source", "target", "seed"]
+
+# finetune.csv: each pair's three models (`config.MODEL_ROLES`) on both dev sets.
+FINETUNE_COLUMNS = [
+    "encoder", "task", "source", "target", "seed", "model", "train_langs", "eval_lang",
+    "eval_role", "metric", "score", "n_examples", "run_id", "checkpoint",
+]
+# What identifies a row of finetune.csv (a later run of the same cell replaces it).
+FINETUNE_KEY = ["encoder", "task", "source", "target", "seed", "model", "eval_lang"]
+
+# training_curves.csv: one row per run, evaluation point and dev language. `epoch` is the
+# number of epochs done at that point (fractional between epoch ends), `step` the
+# optimiser steps done, `train_loss` the mean training loss since the previous point.
+CURVE_COLUMNS = ["encoder", "task", "train_langs", "seed", "run_id", "epoch", "step",
+                 "eval_lang", "score", "train_loss"]
+CURVE_KEY = ["encoder", "task", "train_langs", "seed", "run_id", "step", "eval_lang"]
+
+# geometry.csv: norms, ratio and angle of δ_src, δ_tgt per sweep (`geometry.geometry_row`).
+GEOMETRY_COLUMNS = ["encoder", "task", "source", "target", "seed", "scope", "norm_src",
+                    "norm_tgt", "ratio", "cos", "angle_deg", "n_params",
+                    "ckpt_src", "ckpt_tgt", "ckpt_bi"]
+# What identifies a row of geometry.csv (a later run of the same sweep replaces it).
+GEOMETRY_KEY = ["encoder", "task", "source", "target", "seed", "scope"]
 
 
 def _id_columns(columns) -> dict:
@@ -57,8 +82,6 @@ def profile_cells(table: pd.DataFrame, profile) -> pd.DataFrame:
     """Return the rows of `table` whose (encoder, task, source, target, seed) is a cell
     of `profile`'s grid (and, for a table with a `scope` column, whose scope is the
     profile's), in the table's order."""
-    from .finetune import pair_grid
-
     cells = {tuple(str(v) for v in cell) for cell in pair_grid(profile)}
     keep = [_key(r, CELL_KEY) in cells for r in table[CELL_KEY].to_dict("records")]
     if "scope" in table.columns:

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import labels
-from .data import LANGS, SPLITS, MissingSplitError, load_split
+from .data import SPLITS, MissingSplitError, load_split
 from .features import tokenize_words, tokenizer_fingerprint
 from .paths import atomic_write, cache_dir
 
@@ -62,7 +62,7 @@ def _split_piece_ids(split, tokenizer) -> np.ndarray:
 
 def _family_splits(task: str, data_source):
     """Yield every split the source offers for the task's family, over all languages."""
-    for lang in LANGS:
+    for lang in labels.LANGUAGES:
         for name in SPLITS:
             try:
                 yield load_split(task, lang, name, source=data_source)
