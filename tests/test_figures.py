@@ -31,6 +31,11 @@ def test_figures_from_results_are_byte_identical_to_the_committed_ones(redrawn, 
     for fmt in ("pdf", "png"):
         name = f"fig{number}.{fmt}"
         committed = FIGURES / name
+        if not (redrawn / name).is_file():
+            # The results hold no rows for it (e.g. a task's sweeps being recomputed): a
+            # committed copy would be a figure of results that are no longer there.
+            assert not committed.is_file(), f"{committed} is stale: results/ cannot draw it"
+            continue
         assert committed.is_file(), f"{committed} is not committed"
         assert (redrawn / name).read_bytes() == committed.read_bytes(), (
             f"{name} drawn from results/ differs from figures/{name}: redraw with "

@@ -88,7 +88,7 @@ def test_cpu_dry_run_measures_every_part(bundle, tmp_path):
 
     smoke = report["parts"]["smoke"]  # run tiny: POS only, 16 examples, 1 epoch
     assert list(smoke["notebooks"]) == ["01_finetune", "02_interp_1d", "03_interp_2d",
-                                        "04_variance", "05_norm_angle"]
+                                        "04_variance", "05_norm_angle", "06_remedies"]
     assert smoke["runs"] == 3 and smoke["run_devices"] == ["cpu"]
     assert smoke["sweep_rows"] > 0 and smoke["figures"] > 0
     print(f"dry run: {seconds:.0f} s")
