@@ -90,6 +90,7 @@ def test_cpu_dry_run_measures_every_part(bundle, tmp_path):
     assert list(smoke["notebooks"]) == ["01_finetune", "02_interp_1d", "03_interp_2d",
                                         "04_variance", "05_norm_angle", "06_remedies"]
     assert smoke["runs"] == 3 and smoke["run_devices"] == ["cpu"]
+    assert smoke["remedy_runs"] > 0  # notebook 06's few-shot and silver models
     assert smoke["sweep_rows"] > 0 and smoke["figures"] > 0
     print(f"dry run: {seconds:.0f} s")
 
