@@ -11,11 +11,8 @@ appended as each point finishes, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from .model import build_run_model
 from .precision import autocast_dtype
 from .progress import tqdm
 from .remedy_tables import LINE_COLUMNS
+from .sweep_rows import append_csv_rows, read_complete_rows
 from .train import default_device, load_features
 from .vocab import trim_state_dict, trimmed_kept
 
@@ -81,33 +79,8 @@ def read_done(path: Path, *, repair: bool = True) -> set[tuple]:
     """Return the (line_id, α, eval_lang) keys already in `path`; a trailing partial line
     (a write cut by a kill) is ignored, and with `repair` cut from the file. Raises
     ValueError naming the file when its header is not `LINE_COLUMNS`."""
-    if not path.is_file():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        if repair:
-            with open(path, "r+b") as handle:
-                handle.truncate(cut)
-        data = data[:cut]
-    reader = csv.DictReader(io.StringIO(data.decode()))
-    if reader.fieldnames and reader.fieldnames != LINE_COLUMNS:
-        raise ValueError(f"{path}: header {reader.fieldnames} is not {LINE_COLUMNS}")
-    return {_key(r["line_id"], r["alpha"], r["eval_lang"]) for r in reader}
-
-
-def _append(path: Path, rows: list[dict]) -> None:
-    new = not path.is_file() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LINE_COLUMNS, lineterminator="\n")
-    if new:
-        writer.writeheader()
-    writer.writerows(rows)
-    with open(path, "a") as handle:  # one write per point, so a kill loses one point
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
+    return {_key(r["line_id"], r["alpha"], r["eval_lang"])
+            for r in read_complete_rows(path, LINE_COLUMNS, repair=repair)}
 
 
 def pending_alphas(spec: LineSpec, done: set[tuple]) -> list[float]:
@@ -172,7 +145,7 @@ def run_line(spec: LineSpec, checkpoint_root: str | Path, results_root: str | Pa
                 "n_examples": result["n_examples"], "ckpt_start": records["start"]["run_id"],
                 "ckpt_end": records["end"]["run_id"], "line_id": line_id})
         rows = [r for r in rows if _key(line_id, r["alpha"], r["eval_lang"]) not in done]
-        _append(path, rows)
+        append_csv_rows(path, rows, LINE_COLUMNS)
         done.update(_key(line_id, r["alpha"], r["eval_lang"]) for r in rows)
     return path
 

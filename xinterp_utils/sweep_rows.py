@@ -34,14 +34,13 @@ def row_key(row: dict) -> tuple:
             row["eval_lang"])
 
 
-def read_done(path: Path, sweep_id: str, *, repair: bool = True) -> set[tuple]:
-    """Return the keys (`row_key`) of rows of `sweep_id` already in `path`.
-
-    A trailing partial line (a write cut by a kill) is ignored, and with `repair` also
-    dropped from the file.
-    """
+def read_complete_rows(path: Path, columns, *, repair: bool = True) -> list[dict]:
+    """Return the rows (dicts of text) of the append-only CSV at `path`, [] when it does
+    not exist. A trailing partial line (a write cut by a kill) is ignored, and with
+    `repair` also dropped from the file. Raises ValueError naming the file when its header
+    is not `columns`."""
     if not path.is_file():
-        return set()
+        return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
@@ -50,18 +49,18 @@ def read_done(path: Path, sweep_id: str, *, repair: bool = True) -> set[tuple]:
                 handle.truncate(cut)
         data = data[:cut]
     reader = csv.DictReader(io.StringIO(data.decode()))
-    if reader.fieldnames and reader.fieldnames != list(RESULT_COLUMNS):
-        raise ValueError(f"{path}: header {reader.fieldnames} is not {list(RESULT_COLUMNS)}")
-    return {row_key(r) for r in reader if r["sweep_id"] == sweep_id}
+    if reader.fieldnames and reader.fieldnames != list(columns):
+        raise ValueError(f"{path}: header {reader.fieldnames} is not {list(columns)}")
+    return list(reader)
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append `rows` (dicts with `RESULT_COLUMNS`) to the CSV at `path`, with a header when
-    the file is new, in one write flushed to disk."""
+def append_csv_rows(path: Path, rows: list[dict], columns) -> None:
+    """Append `rows` (dicts with `columns`) to the CSV at `path`, with a header when the
+    file is new, in one write flushed to disk."""
     new = not path.is_file() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     if new:
         writer.writeheader()
     writer.writerows(rows)
@@ -70,6 +69,22 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         handle.write(buffer.getvalue())
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def read_done(path: Path, sweep_id: str, *, repair: bool = True) -> set[tuple]:
+    """Return the keys (`row_key`) of rows of `sweep_id` already in `path`.
+
+    A trailing partial line (a write cut by a kill) is ignored, and with `repair` also
+    dropped from the file.
+    """
+    rows = read_complete_rows(path, RESULT_COLUMNS, repair=repair)
+    return {row_key(r) for r in rows if r["sweep_id"] == sweep_id}
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append `rows` (dicts with `RESULT_COLUMNS`) to the CSV at `path`, with a header when
+    the file is new, in one write flushed to disk."""
+    append_csv_rows(path, rows, RESULT_COLUMNS)
 
 
 def pending_points(spec, done: set[tuple]) -> list[tuple]:
