@@ -37,6 +37,20 @@ def test_all_six_notebooks_ran(smoke_run):
         assert params and 'profile = "smoke"' in "".join(params[0]["source"])
 
 
+def test_executed_notebooks_show_figures_and_tidy_output(smoke_run):
+    _, executed = smoke_run
+    outputs = {p.name[:2]: [o for c in json.loads(p.read_text())["cells"]
+                            for o in c.get("outputs", [])] for p in executed}
+    # Notebooks 02-06 draw figures; each shows at least one inline PNG.
+    for number in ("02", "03", "04", "05", "06"):
+        assert any("image/png" in o.get("data", {}) for o in outputs[number]), number
+    streams = "".join("".join(o["text"]) for nb in outputs.values() for o in nb
+                      if o["output_type"] == "stream")
+    assert "\r" not in streams and "\x1b[" not in streams
+    assert "IProgress not found" not in streams
+    assert "it/s" in streams or "step/s" in streams  # the bars' final states remain
+
+
 def test_every_figure_and_table_is_written(smoke_run):
     out, _ = smoke_run
     for name in FIGURES:

@@ -2,8 +2,10 @@
 
 `python -m xinterp_utils.notebooks run PROFILE [key=value ...]` runs
 `notebooks/01_*.ipynb … 06_*.ipynb` with the parameters `profile` and `overrides`,
-writes each executed copy to `notebooks/executed/`, and stops at the first notebook
-that fails, naming it and the failing cell.
+writes each executed copy to `notebooks/executed/<profile>/`, and stops at the first
+notebook that fails, naming it and the failing cell. The executed copies keep their
+tables and inline figures and are tidied for reading (`tidy_streams`): those of the
+`repro` profile are committed, for GitHub to render.
 
 While a notebook runs, the terminal shows what it does (`NotebookProgress`): each code
 cell as it starts, the kernels' own output (progress bars of training, sweeps and jobs
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from .paths import repo_root
+from .paths import atomic_write, repo_root
 from .profiles import load_profile
 
 # Seconds between progress-bar redraws in the kernels: often on a terminal, rarely in a
@@ -115,10 +117,45 @@ class NotebookProgress(logging.Handler):
                           f"({running / 60:.0f} min {running % 60:02.0f} s)")
 
 
+def executed_dir(profile: str) -> Path:
+    """Return the folder that holds a profile's executed notebooks."""
+    return repo_root() / "notebooks" / "executed" / profile
+
+
 def notebook_paths(folder: Path | None = None) -> list[Path]:
     """Return the numbered notebooks (01_…06_) in execution order."""
     folder = folder or repo_root() / "notebooks"
     return sorted(p for p in folder.glob("0[0-9]_*.ipynb"))
+
+
+def _terminal_text(text: str) -> str:
+    """Return `text` as a terminal shows it: ANSI codes removed, and of each line only
+    what its last carriage return redrew (a progress bar's final state)."""
+    lines = []
+    for line in _ANSI.sub("", text).split("\n"):
+        parts = [part for part in line.split("\r") if part.strip()]
+        lines.append(parts[-1] if parts else line.replace("\r", ""))
+    return "\n".join(lines)
+
+
+def tidy_streams(path: Path) -> int:
+    """Rewrite the executed notebook at `path` (atomically) with each printed stream
+    reduced to what a terminal would show (`_terminal_text`), so that a progress bar's
+    hundreds of redraws become its final line; return the characters removed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    removed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                tidy = _terminal_text(output["text"])
+                removed += len(output["text"]) - len(tidy)
+                output["text"] = tidy
+    if removed:
+        with atomic_write(path, "w") as handle:
+            nbformat.write(nb, handle)
+    return removed
 
 
 def execute_notebook(
@@ -151,13 +188,15 @@ def execute_notebook(
             f"{source.name}: cell {err.exec_count} failed: {err.ename}: {err.evalue}\n"
             f"(executed copy with the traceback: {output})"
         ) from None
+    tidy_streams(output)
     return time.time() - started
 
 
 def run(profile: str, overrides: list[str], *, only: list[str] | None = None,
         out_dir: Path | None = None) -> list[Path]:
-    """Execute the notebooks in order with `profile` and `overrides`; return executed paths."""
-    out_dir = out_dir or repo_root() / "notebooks" / "executed"
+    """Execute the notebooks in order with `profile` and `overrides`; return the executed
+    copies' paths (in `out_dir`, by default `notebooks/executed/<profile>/`)."""
+    out_dir = out_dir or executed_dir(profile)
     done, times = [], {}
     sources = [s for s in notebook_paths()
                if not only or any(s.name.startswith(o) for o in only)]
