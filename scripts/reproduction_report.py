@@ -42,6 +42,24 @@ def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def variance_at_zero(one_d: pd.DataFrame, role_of_line: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (task, plane), the variance across seeds of the normalised score at
+    α = 0 on the source and on the target dev set and their ratio; a one-row note where
+    no (task, plane) has two seeds yet."""
+    variance = variance_summary(one_d, by=["task"]).merge(role_of_line, on=["plane", "line"])
+    # At α = 1 every seed's normalised score is 1 by construction, so the comparison that
+    # means something is between the two dev sets at the monolingual end (α = 0).
+    variance = (variance.pivot_table(index=["task", "plane"], columns="eval_role",
+                                     values="var_at_0")
+                .rename(columns={"source": "var_source_at_0", "target": "var_target_at_0"})
+                .reset_index())
+    variance.columns.name = None
+    if not {"var_source_at_0", "var_target_at_0"} <= set(variance.columns):
+        return pd.DataFrame({"note": ["a variance across seeds needs two seeds or more"]})
+    variance["target_over_source"] = variance["var_target_at_0"] / variance["var_source_at_0"]
+    return variance
+
+
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """Return `df` as a GitHub markdown table with floats rounded to `digits`."""
     cols = list(df.columns)
@@ -72,15 +90,7 @@ def report(profile) -> str:
                 .merge(role_of_line, on=["plane", "line"]))
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
-    variance = variance_summary(one_d, by=["task"]).merge(role_of_line, on=["plane", "line"])
-    # At α = 1 every seed's normalised score is 1 by construction, so the comparison that
-    # means something is between the two dev sets at the monolingual end (α = 0).
-    variance = (variance.pivot_table(index=["task", "plane"], columns="eval_role",
-                                     values="var_at_0")
-                .rename(columns={"source": "var_source_at_0", "target": "var_target_at_0"})
-                .reset_index())
-    variance.columns.name = None
-    variance["target_over_source"] = variance["var_target_at_0"] / variance["var_source_at_0"]
+    variance = variance_at_zero(one_d, role_of_line)
     two_d = rows[rows["plane"] == PLANE_2D]
     slopes = surface_slopes(two_d) if not two_d.empty else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})

@@ -63,3 +63,47 @@ def test_convergence_tabulates_the_plateau(trained_pos_pair, tmp_path, capsys):
     assert row["last"] == pytest.approx(history[-1]["dev"]["en"], abs=1e-6)
     assert bool(row["on_plateau"]) == (row["best"] - row["last"] <= 0.01)
     assert len(curves) == len(history)
+
+
+def test_reproduction_report_of_one_seed_says_why_it_has_no_variance():
+    # Stage 1 of the reproduction (one seed) is committed: the report must still be
+    # written, with the fine-tuned scores of results/finetune.csv and a note in place of
+    # the variance across seeds.
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("reproduction_report")
+    profile = load_profile("repro", ["pairs=[en-de]", "seeds=[1]", "remedies=null"])
+    text = report.report(profile)
+    assert "a variance across seeds needs two seeds or more" in text
+    finetune = pd.read_csv(REPO / "results" / "finetune.csv")
+    pos = finetune[(finetune.task == "pos") & (finetune.seed == 1) & (finetune.model == "bi")
+                   & (finetune.eval_role == "target") & (finetune.target == "de")]
+    assert f"| pos | bi | target | {pos['score'].iloc[0]:.3f} |" in text
+
+
+def test_variance_at_zero_compares_target_and_source_across_seeds():
+    # Seed 1's committed POS en-de Eq. 1 line, and a seed 2 equal to it except at α = 0,
+    # where its scores are 0.98 (source) and 0.90 (target) of seed 1's.
+    from xinterp_utils.analysis import add_views, profile_rows
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("reproduction_report")
+    profile = load_profile("repro", ["tasks=[pos]", "pairs=[en-de]", "seeds=[1]",
+                                     "remedies=null"])
+    seed1 = profile_rows(profile, REPO / "results", planes=["eq1"], views=False)
+    seed2 = seed1.assign(seed=2)
+    at_zero = seed2["alpha"].round(6) == 0
+    factor = seed2["eval_lang"].map({"en": 0.98, "de": 0.90})
+    seed2.loc[at_zero, "score"] = seed2.loc[at_zero, "score"] * factor[at_zero]
+    one_d = add_views(pd.concat([seed1, seed2], ignore_index=True))
+    table = report.variance_at_zero(one_d, one_d[["plane", "line", "eval_role"]]
+                                    .drop_duplicates()).iloc[0]
+    norm = one_d[(one_d.seed == 1) & (one_d["alpha"].round(6) == 0)].set_index(
+        "eval_role")["norm_score"]
+    # Sample variance of a and f·a is (a - f·a)² / 2.
+    expected = {role: (norm[role] * (1 - f)) ** 2 / 2
+                for role, f in (("source", 0.98), ("target", 0.90))}
+    assert table["var_source_at_0"] == pytest.approx(expected["source"])
+    assert table["var_target_at_0"] == pytest.approx(expected["target"])
+    assert table["target_over_source"] == pytest.approx(expected["target"]
+                                                        / expected["source"])
