@@ -42,6 +42,33 @@ def test_tidy_streams_keeps_what_a_terminal_shows(tmp_path):
     assert outputs[1]["data"]["text/plain"] == "a\rb"
 
 
+def test_a_bar_erased_when_it_closed_leaves_no_line(tmp_path):
+    # tqdm(leave=False) ends by writing blanks over its line and returning to its start.
+    path = tmp_path / "run.ipynb"
+    erased = "table 1:   0%|  | 0/27\rtable 1: 100%|##| 27/27\r" + " " * 40 + "\r"
+    _notebook(path, [nbformat.v4.new_output("stream", name="stderr",
+                                            text=erased + "\nwrote table1.md\n")])
+    tidy_streams(path)
+    text = nbformat.read(path, as_version=4).cells[0].outputs[0]["text"]
+    assert text == "wrote table1.md\n"
+
+
+def test_a_bar_drawn_over_several_outputs_is_tidied_as_one_text(tmp_path):
+    # The kernel sends each redraw as its own stream message.
+    path = tmp_path / "run.ipynb"
+    parts = ["\rsweep:   0%|  | 0/4", "\rsweep:  50%|# | 2/4", "\rsweep: 100%|##| 4/4",
+             "\n"]
+    _notebook(path, [
+        *[nbformat.v4.new_output("stream", name="stderr", text=t) for t in parts],
+        nbformat.v4.new_output("stream", name="stdout", text="done\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="\r" + " " * 20 + "\r"),
+    ])
+    tidy_streams(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert [(o["name"], o["text"]) for o in outputs] == [
+        ("stderr", "sweep: 100%|##| 4/4\n"), ("stdout", "done\n")]
+
+
 def test_tidy_streams_leaves_a_tidy_notebook_untouched(tmp_path):
     path = tmp_path / "run.ipynb"
     _notebook(path, [nbformat.v4.new_output("stream", name="stdout", text="a\n\nb\n")])

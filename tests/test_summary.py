@@ -197,3 +197,20 @@ def test_endpoint_check_refuses_a_mismatch_and_a_missing_model():
         endpoint_check(shifted, finetune)
     with pytest.raises(ValueError, match="2 of 8 end-point rows have no row in finetune.csv"):
         endpoint_check(rows, finetune[finetune["model"] != "tgt"])
+
+
+def test_profile_runs_keeps_the_learning_curves_of_the_profiles_runs_only():
+    # The committed curves hold POS en-de seed 1's three runs and, from the convergence
+    # check, θ_src trained twice as long (5b1b10389d1f), which is no run of the profile.
+    from xinterp_utils.paths import repo_root
+    from xinterp_utils.profiles import load_profile
+    from xinterp_utils.tables import profile_runs
+
+    curves = pd.read_csv(repo_root() / "results" / "training_curves.csv",
+                         dtype={"run_id": str})
+    profile = load_profile("repro", ["tasks=[pos]", "pairs=[en-de]", "seeds=[1]",
+                                     "remedies=null"])
+    kept = profile_runs(curves, profile)
+    assert set(kept["run_id"]) == {"8e43981c4169", "467875165df2", "8206d1b57453"}
+    assert len(kept) == (curves["run_id"].isin(set(kept["run_id"]))).sum()
+    assert "5b1b10389d1f" in set(curves["run_id"])

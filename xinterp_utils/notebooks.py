@@ -130,28 +130,54 @@ def notebook_paths(folder: Path | None = None) -> list[Path]:
 
 def _terminal_text(text: str) -> str:
     """Return `text` as a terminal shows it: ANSI codes removed, and of each line only
-    what its last carriage return redrew (a progress bar's final state)."""
+    what its last carriage return redrew (a progress bar's final state). A line that a
+    bar erased when it closed (tqdm's `leave=False` writes blanks over it) is dropped."""
     lines = []
     for line in _ANSI.sub("", text).split("\n"):
-        parts = [part for part in line.split("\r") if part.strip()]
-        lines.append(parts[-1] if parts else line.replace("\r", ""))
+        if "\r" not in line:
+            lines.append(line)
+            continue
+        # "bar 10%\rbar 50%\r" ends in an empty part: the text before it is what stays.
+        parts = [part for part in line.split("\r") if part]
+        if parts and parts[-1].strip():
+            lines.append(parts[-1].rstrip())
     return "\n".join(lines)
 
 
 def tidy_streams(path: Path) -> int:
-    """Rewrite the executed notebook at `path` (atomically) with each printed stream
-    reduced to what a terminal would show (`_terminal_text`), so that a progress bar's
-    hundreds of redraws become its final line; return the characters removed."""
+    """Rewrite the executed notebook at `path` (atomically) with each cell's printed
+    streams reduced to what a terminal would show (`_terminal_text`), so that a progress
+    bar's hundreds of redraws become its final line; return the characters removed (plus
+    the number of outputs merged; 0 means the file was left untouched)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     removed = 0
     for cell in nb.cells:
-        for output in cell.get("outputs", []):
+        if "outputs" not in cell:
+            continue
+        # The kernel sends a bar's redraws as separate messages; a front-end shows
+        # consecutive outputs of one stream as one text, so they are tidied as one.
+        merged = []
+        for output in cell.outputs:
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream"
+                    and previous["name"] == output["name"]):
+                previous["text"] += output["text"]
+            else:
+                merged.append(output)
+        outputs = []
+        for output in merged:
             if output.get("output_type") == "stream":
-                tidy = _terminal_text(output["text"])
-                removed += len(output["text"]) - len(tidy)
-                output["text"] = tidy
+                text = output["text"]
+                output["text"] = _terminal_text(text)
+                removed += len(text) - len(output["text"])
+                if not output["text"]:
+                    continue
+            outputs.append(output)
+        removed += len(cell.outputs) - len(merged)  # a merge changes the file too
+        cell.outputs = outputs
     if removed:
         with atomic_write(path, "w") as handle:
             nbformat.write(nb, handle)

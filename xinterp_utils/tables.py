@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .paths import atomic_write
-from .profiles import pair_grid
+from .profiles import pair_grid, plan_runs
 
 # (encoder, task, source, target, seed): one cell of a profile's grid.
 CELL_KEY = ["encoder", "task", "source", "target", "seed"]
@@ -76,6 +76,13 @@ def upsert_rows(path: str | Path, new: pd.DataFrame, key: list[str]) -> pd.DataF
     with atomic_write(Path(path), "w") as handle:
         merged.to_csv(handle, index=False, float_format="%.6f")
     return merged
+
+
+def profile_runs(table: pd.DataFrame, profile) -> pd.DataFrame:
+    """Return the rows of `table` (one with a `run_id` column, e.g. the learning curves)
+    that belong to a fine-tuning run of `profile`'s grid, in the table's order."""
+    ids = {config.run_hash() for config in plan_runs(profile)}
+    return table[table["run_id"].astype(str).isin(ids)].reset_index(drop=True)
 
 
 def profile_cells(table: pd.DataFrame, profile) -> pd.DataFrame:
