@@ -166,6 +166,16 @@ def test_fig5_variance_lines(results, tmp_path):
         np.testing.assert_allclose(ref["mean"], 0.03**2 * (1 - ref["alpha"]) ** 4 / 2,
                                    atol=1e-12)
     _assert_written(tmp_path, 5)
+    assert all(ax.get_ylim()[0] == 0 for ax in panels)
+
+
+def test_fig5_with_one_seed_says_so_instead_of_an_empty_axis(results, tmp_path):
+    fig = plots.fig5_variance(results[results["seed"] == 1], out_dir=tmp_path)
+    for ax in _panels(fig):
+        assert not _data_lines(ax)
+        assert [t.get_text() for t in ax.texts] == [plots.NO_VARIANCE_NOTE]
+        assert ax.get_ylim() == (0, 1)
+    _assert_written(tmp_path, 5)
 
 
 def test_fig4_scatter(tmp_path):

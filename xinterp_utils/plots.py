@@ -29,6 +29,7 @@ from .settings import PLANE_2D, PLANES_1D
 TASK_FIGURE = {"xnli": 6, "ner": 7, "pos": 8, "parsing": 9}
 LEVELS_2D = (0.30, 0.50, 0.70, 0.90, 0.95, 0.99)
 PAPER_ANGLE_DEG = 55.0  # App. B: δ_src and δ_tgt are about 55° apart
+NO_VARIANCE_NOTE = "a variance across seeds needs\ntwo or more seeds per pair:\nthese results have one"
 
 _PANEL_W, _PANEL_H = 4.2, 3.2
 _LINE_COLOR = {"endpoint language": "C0", "other language": "C3"}
@@ -260,7 +261,8 @@ def fig5_variance(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
     Lines: Eq. 1 / Eq. 2 x end-point / other language, the seed variance pooled over
     pairs and tasks with its shaded chi-square interval, which never goes below 0 (see
     `analysis.normalised_variance` and `analysis.variance_ci`; `analysis.seed_variance`
-    for the normalisation).
+    for the normalisation); the y axis starts at 0. A panel whose results hold one seed
+    per pair says so (`NO_VARIANCE_NOTE`) instead of drawing lines.
     """
     what = "figure 5"
     rows = _select(df[df["plane"].isin(PLANES_1D)], what, scope=scope)
@@ -269,7 +271,17 @@ def fig5_variance(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
     encoders = sorted(agg["encoder"].unique())
     fig, axes = _new_figure(1, len(encoders), sharey=True)
     for ax, encoder in zip(axes[0], encoders, strict=True):
-        _draw_band_lines(ax, agg[agg["encoder"] == encoder])
+        part = agg[agg["encoder"] == encoder]
+        if part["mean"].notna().any():
+            _draw_band_lines(ax, part)
+            ax.set_ylim(bottom=0)  # a variance is never negative
+        else:
+            # One seed per pair (e.g. a first stage of a run): say so rather than draw an
+            # empty axis that reads as "no variance".
+            ax.set_ylim(0, 1)
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, NO_VARIANCE_NOTE, transform=ax.transAxes, ha="center",
+                    va="center", fontsize="medium", color="0.3")
         ax.set_xticks([-0.5, 0.0, 0.5, 1.0, 1.5])
         for x in (0.0, 1.0):
             ax.axvline(x, color="0.55", lw=0.8, ls=":", zorder=0)
