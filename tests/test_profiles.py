@@ -197,3 +197,27 @@ def test_profile_training_settings_are_trainconfig_fields():
                    seeds=[1])
     config = TrainConfig("offline", "pos", ("en",), 1, **bare.train_hparams("pos"))
     assert config == TrainConfig("offline", "pos", ("en",), 1)
+
+
+def test_demo_retrains_a_committed_cell_of_the_reproduction():
+    # The README promises that the demo's three models are the reproduction's own (same
+    # settings, same run ids), so a new user can compare their numbers with results/.
+    import pandas as pd
+
+    from xinterp_utils.config import pair_configs
+    from xinterp_utils.paths import repo_root
+
+    demo, repro = load_profile("demo"), load_profile("repro")
+    committed = pd.read_csv(repo_root() / "results" / "finetune.csv", dtype={"run_id": str})
+    for task in demo.tasks:
+        for source, target in demo.pair_tuples():
+            for seed in demo.seeds:
+                ids = {name: {role: c.run_hash() for role, c in pair_configs(
+                    p.encoders[0], task, source, target, seed,
+                    **p.train_hparams(task)).items()} for name, p in (("demo", demo),
+                                                                      ("repro", repro))}
+                assert ids["demo"] == ids["repro"]
+                cell = committed[(committed["task"] == task) & (committed["seed"] == seed)
+                                 & (committed["source"] == source)
+                                 & (committed["target"] == target)]
+                assert set(cell["run_id"]) == set(ids["demo"].values())
