@@ -1,5 +1,7 @@
 """Profiles are data; overrides change exactly the named fields; bad input names the field."""
 
+import dataclasses
+
 import pytest
 
 from xinterp_utils.profiles import (
@@ -221,3 +223,43 @@ def test_demo_retrains_a_committed_cell_of_the_reproduction():
                                  & (committed["source"] == source)
                                  & (committed["target"] == target)]
                 assert set(cell["run_id"]) == set(ids["demo"].values())
+
+
+def test_a_base_profile_gives_every_field_the_file_does_not_set(tmp_path, monkeypatch):
+    from xinterp_utils import profiles
+
+    (tmp_path / "parent.yaml").write_text(
+        "encoders: [offline]\ntasks: [pos, ner]\npairs: [en-de]\nseeds: [1, 2]\nlr: 5.0e-5\n")
+    (tmp_path / "child.yaml").write_text("base: parent\nseeds: [3]\n")
+    (tmp_path / "grandchild.yaml").write_text("base: child\ntasks: [pos]\n")
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    child = load_profile("child")
+    assert (child.tasks, child.seeds, child.lr) == (["pos", "ner"], [3], 5.0e-5)
+    grandchild = load_profile("grandchild", ["lr=1.0e-4"])
+    assert (grandchild.tasks, grandchild.seeds, grandchild.lr) == (["pos"], [3], 1e-4)
+    assert grandchild.name == "grandchild"
+
+
+def test_bad_base_profiles_are_refused_naming_the_file(tmp_path, monkeypatch):
+    from xinterp_utils import profiles
+
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    (tmp_path / "orphan.yaml").write_text("base: nowhere\n")
+    with pytest.raises(ValueError, match=r"unknown profile 'nowhere' \(the base of 'orphan'\)"):
+        load_profile("orphan")
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    with pytest.raises(ValueError, match=r"a\.yaml: `base` profiles form a cycle: a -> b -> a"):
+        load_profile("a")
+    (tmp_path / "parent.yaml").write_text("encoders: [offline]\ntypo_field: 1\n")
+    (tmp_path / "child.yaml").write_text("base: parent\ntasks: [pos]\n")
+    with pytest.raises(ValueError, match=r"parent\.yaml: unknown profile field 'typo_field'"):
+        load_profile("child")
+
+
+def test_demo_is_repro_with_a_smaller_grid():
+    demo, repro = load_profile("demo"), load_profile("repro")
+    differ = {f.name for f in dataclasses.fields(demo)
+              if getattr(demo, f.name) != getattr(repro, f.name)}
+    assert differ == {"name", "tasks", "pairs", "seeds", "alphas_1d", "alphas_2d", "pairs_2d",
+                      "seeds_2d", "remedies", "checkpoints", "results", "figures"}

@@ -303,21 +303,35 @@ def load_profile(name: str, overrides: dict | list[str] | None = None, **fields)
     """Return the named profile with `overrides` (dict or "key=value" strings) and `fields`
     applied; None values in `fields` mean "keep the profile's value" (papermill defaults).
     """
-    path = PROFILE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(f"unknown profile {name!r}; available: {available_profiles()}")
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+    data, source_of = _profile_fields(name)
     if isinstance(overrides, list | tuple):
         overrides = dict(parse_override(o) for o in overrides)
     changes = {**(overrides or {}), **{k: v for k, v in fields.items() if v is not None}}
     known = {f.name for f in dataclasses.fields(Profile)} - {"name"}
     for key in list(data) + list(changes):
         if key not in known:
-            source = path if key in data else "overrides"
+            source = source_of[key] if key in data else "overrides"
             raise ValueError(f"{source}: unknown profile field {key!r}; known: {sorted(known)}")
     data.update(changes)
     return Profile(name=name, **data)
+
+
+def _profile_fields(name: str, chain: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Return the fields of the bundled profile `name` and, per field, the file that set
+    it. A file's `base: OTHER` takes every field of profile OTHER first, then its own."""
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        where = f" (the base of {chain[-1]!r})" if chain else ""
+        raise ValueError(f"unknown profile {name!r}{where}; available: {available_profiles()}")
+    if name in chain:
+        raise ValueError(f"{path}: `base` profiles form a cycle: {' -> '.join([*chain, name])}")
+    with open(path) as handle:
+        own = yaml.safe_load(handle) or {}
+    base = own.pop("base", None)
+    data, source_of = _profile_fields(base, (*chain, name)) if base else ({}, {})
+    data.update(own)
+    source_of.update(dict.fromkeys(own, path))
+    return data, source_of
 
 
 def hub_reachable() -> bool:
