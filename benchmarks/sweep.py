@@ -4,7 +4,7 @@ pure forward.
 One process, one set of end-points (trained once with tiny settings if missing, not
 timed), the same points and the same dev examples, four ways:
 
-- naive: per point, load the three state dicts from disk (`safetensors.torch.load_file`),
+- naive: per point, load the three state dicts from disk (`embedding_store.read_model_state`),
   build θ(α) on the CPU, `model.load_state_dict`, re-collate the dev features in file
   order padded to `max_length` tokens (128; longer features keep their length), and
   `evaluate()` them. The interpolation formula is ours, so both sides hold the same
@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import save_file
 
 from xinterp_utils import labels
 from xinterp_utils import sweeps as sweeps_mod
 from xinterp_utils.checkpoints import MODEL_NAME, RECORD_NAME, load_model_weights
+from xinterp_utils.embedding_store import read_model_state
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.evaluate import evaluate
 from xinterp_utils.features import collate
@@ -178,7 +179,7 @@ def run_naive(model, paths: dict[str, Path], points, feats: dict[str, list], tas
     _sync(device)
     start = time.perf_counter()
     for a1, a2 in points:
-        bi, src, tgt = (load_file(str(paths[role])) for role in ("bi", "src", "tgt"))
+        bi, src, tgt = (read_model_state(paths[role]) for role in ("bi", "src", "tgt"))
         c0 = 1.0 - a1 - a2
         state = {}
         for name, value in bi.items():
@@ -225,15 +226,15 @@ def ensure_endpoints(spec: SweepSpec, checkpoints: Path, device: str) -> dict[st
 
 
 def mirror_endpoints(paths: dict[str, Path], spec: SweepSpec, checkpoints: Path) -> None:
-    """Put the end-points at `paths` (full-size checkpoints) where `spec` looks for its
-    own, so two sweep settings evaluate the very same weights."""
+    """Put the end-points at `paths` where `spec` looks for its own (as full-sized files),
+    so two sweep settings evaluate the very same weights."""
     for role, config in spec.configs().items():
         run_dir = config.run_dir(checkpoints)
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (MODEL_NAME, RECORD_NAME):
-            target = run_dir / name
-            if not target.exists():
-                target.write_bytes((paths[role].parent / name).read_bytes())
+        if not (run_dir / MODEL_NAME).exists():
+            save_file(read_model_state(paths[role]), str(run_dir / MODEL_NAME))
+        if not (run_dir / RECORD_NAME).exists():
+            (run_dir / RECORD_NAME).write_bytes((paths[role].parent / RECORD_NAME).read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                                           for f in fs))
     # Naive: the full model in the precision sweeps had before (fp32 on a CPU).
     model = build_task_model(args.encoder, args.task, args.seed).to(device)
-    model.load_state_dict(load_file(str(paths["bi"])))
+    model.load_state_dict(read_model_state(paths["bi"]))
     autocast_before = autocast_dtype("bf16-cuda", device)
     # Forward floor: ours' own model (trimmed) and precision.
     fast_config = replace(spec.configs()["bi"], max_dev_examples=args.dev_examples)

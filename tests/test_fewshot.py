@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tests.conftest import TINY_HPARAMS
 from xinterp_utils.checkpoints import MODEL_NAME, relative_run_dir
 from xinterp_utils.config import IDENTITY_DEFAULTS, TrainConfig, pair_configs
+from xinterp_utils.embedding_store import read_model_state
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.fewshot import draw_shots, eligible_examples, fewshot_schedule
 from xinterp_utils.remedies import capped_ks, fewshot_config
@@ -134,8 +134,8 @@ def test_interrupted_fewshot_run_resumes_to_the_same_weights(tmp_path, fewshot_r
     fresh_root = tmp_path / "fresh"
     shutil.copytree(configs["src"].run_dir(root), configs["src"].run_dir(fresh_root))
     fresh = train(again, fresh_root, progress=False)
-    a = load_file(str(again.run_dir(root) / MODEL_NAME))
-    b = load_file(str(again.run_dir(fresh_root) / MODEL_NAME))
+    a = read_model_state(again.run_dir(root) / MODEL_NAME)
+    b = read_model_state(again.run_dir(fresh_root) / MODEL_NAME)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert fresh["model_fingerprint"] == resumed["model_fingerprint"]
     assert straight["remedy"]["de"]["indices"] != resumed["remedy"]["de"]["indices"]

@@ -13,11 +13,11 @@ from dataclasses import asdict
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import BertConfig, BertModel
 
 from xinterp_utils.analysis import grid_2d, load_results
 from xinterp_utils.checkpoints import MODEL_NAME
+from xinterp_utils.embedding_store import read_model_state
 from xinterp_utils.geometry import geometry_row
 from xinterp_utils.interpolate import (
     IncompatibleEndpoints,
@@ -256,7 +256,7 @@ def test_killed_sweep_resumes_to_the_same_table(trained_pos_pair, tmp_path):
 def test_geometry_of_the_trained_end_points(trained_pos_pair):
     root, configs, _ = trained_pos_pair
     row = geometry_row(_spec(), root)
-    states = {role: load_file(str(c.run_dir(root) / MODEL_NAME)) for role, c in configs.items()}
+    states = {role: read_model_state(c.run_dir(root) / MODEL_NAME) for role, c in configs.items()}
     names = interpolated_names(states["bi"], "all")
     d_src = torch.cat([(states["src"][n] - states["bi"][n]).double().flatten() for n in names])
     d_tgt = torch.cat([(states["tgt"][n] - states["bi"][n]).double().flatten() for n in names])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from xinterp_utils.checkpoints import MODEL_NAME, STATE_NAME, parameter_fingerprint
 from xinterp_utils.config import TrainConfig
+from xinterp_utils.embedding_store import read_model_state
 from xinterp_utils.finetune import finetune_table
 from xinterp_utils.jobs import run_jobs
 from xinterp_utils.model import build_task_model
@@ -147,8 +147,8 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, data_dir):
     _out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-2000:]
 
-    a = load_file(str(config.run_dir(straight) / MODEL_NAME))
-    b = load_file(str(config.run_dir(killed) / MODEL_NAME))
+    a = read_model_state(config.run_dir(straight) / MODEL_NAME)
+    b = read_model_state(config.run_dir(killed) / MODEL_NAME)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key

@@ -7,10 +7,10 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from xinterp_utils.checkpoints import MODEL_NAME
 from xinterp_utils.config import TrainConfig, pair_configs
+from xinterp_utils.embedding_store import read_model_state
 from xinterp_utils.encoders import load_tokenizer
 from xinterp_utils.features import collate
 from xinterp_utils.geometry import geometry_row
@@ -101,8 +101,8 @@ def test_training_trimmed_gives_the_full_runs_weights(tmp_path, data_dir):
     trimmed = dataclasses.replace(full, vocab="trimmed")
     assert trimmed.run_hash() != full.run_hash()
     records = {c.vocab: train(c, tmp_path, progress=False) for c in (full, trimmed)}
-    a = load_file(str(full.run_dir(tmp_path) / MODEL_NAME))
-    b = load_file(str(trimmed.run_dir(tmp_path) / MODEL_NAME))
+    a = read_model_state(full.run_dir(tmp_path) / MODEL_NAME)
+    b = read_model_state(trimmed.run_dir(tmp_path) / MODEL_NAME)
     assert a.keys() == b.keys() and a[EMBEDDING].shape == b[EMBEDDING].shape
     pretrained = build_task_model(ENCODER, "ner", 4).state_dict()[EMBEDDING]
     moved = (a[EMBEDDING] != pretrained).any(dim=1)
@@ -138,7 +138,7 @@ def test_sweep_and_geometry_of_trimmed_runs(tmp_path, data_dir):
     # Geometry from the saved full-size checkpoints: δ of a dropped row is exactly 0, so
     # the norms are those of the kept rows and the rest of the model.
     geo = geometry_row(spec, tmp_path / "ckpt")
-    states = {r: load_file(str(c.run_dir(tmp_path / "ckpt") / MODEL_NAME))
+    states = {r: read_model_state(c.run_dir(tmp_path / "ckpt") / MODEL_NAME)
               for r, c in configs.items()}
     model = build_task_model(ENCODER, "pos", 2)
     trim_embeddings(model.encoder, kept_ids(load_tokenizer(ENCODER), "pos"))

@@ -1,5 +1,5 @@
-"""Command line: `xinterp prepare|plan|build-encoder|table1|figures|train|sweep|profile|
-default-profile` (also `python -m xinterp_utils`).
+"""Command line: `xinterp prepare|plan|build-encoder|table1|figures|train|sweep|
+compact-checkpoints|profile|default-profile` (also `python -m xinterp_utils`).
 
 Each sub-command imports what it needs when it runs: `xinterp profile` or `xinterp
 figures` must answer without loading torch and transformers (seconds), which `train` and
@@ -119,6 +119,16 @@ def _default_profile(args) -> int:
     return 0
 
 
+def _compact(args) -> int:
+    from .checkpoints import compact_checkpoints
+
+    done = compact_checkpoints(args.checkpoint_root, log=lambda line: print(line, flush=True))
+    before, after = sum(d[1] for d in done), sum(d[2] for d in done)
+    print(f"{len(done)} model file(s) rewritten: {before / 2**30:.2f} GB -> "
+          f"{after / 2**30:.2f} GB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the sub-command; return the exit status."""
     parser = argparse.ArgumentParser(prog="xinterp", description=__doc__)
@@ -178,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_sweep)
+
+    p = sub.add_parser("compact-checkpoints",
+                       help="rewrite the full-sized model files of trimmed runs (made before "
+                            "compact files existed) to store only the embedding rows "
+                            "training moved; each is checked bit for bit first")
+    p.add_argument("checkpoint_root")
+    p.set_defaults(run=_compact)
 
     p = sub.add_parser("profile", help="print a profile with overrides applied")
     p.add_argument("profile")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from .checkpoints import MODEL_NAME, read_record
+from .embedding_store import read_model_state
 from .encoders import load_tokenizer
 from .evaluate import evaluate
 from .features import batches
@@ -111,7 +111,7 @@ def run_line(spec: LineSpec, checkpoint_root: str | Path, results_root: str | Pa
         record = read_record(run_dir)
         if record is None or record.get("status") != "finished":
             raise FileNotFoundError(f"{run_dir}: not trained; run notebook 06's training first")
-        records[role], states[role] = record, load_file(str(run_dir / MODEL_NAME))
+        records[role], states[role] = record, read_model_state(run_dir / MODEL_NAME)
     tokenizer = load_tokenizer(spec.encoder)
     eval_config = replace(spec.end, max_dev_examples=spec.max_dev_examples)
     model = build_run_model(eval_config, tokenizer)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from safetensors.torch import load_file
 
 from .checkpoints import MODEL_NAME, finished_model_path, read_record, relative_run_dir
 from .config import TrainConfig, pair_configs
+from .embedding_store import read_model_state
 from .encoders import load_tokenizer
 from .fewshot import eligible_examples, fewshot_schedule
 from .interpolate import interpolated_names
@@ -225,12 +225,12 @@ def plane_table(runs: list[RemedyRun], checkpoint_root: str | Path, scope: str) 
         by_cell.setdefault(run.cell, []).append(run)
     for cell, cell_runs in by_cell.items():
         ends = cell_runs[0].endpoints
-        states = {role: load_file(str(finished_model_path(checkpoint_root,
-                                                          relative_run_dir(c))))
+        states = {role: read_model_state(finished_model_path(checkpoint_root,
+                                                                 relative_run_dir(c)))
                   for role, c in ends.items()}
         names = interpolated_names(states["bi"], scope)
         for run in cell_runs:
-            theta = load_file(str(run.config.run_dir(checkpoint_root) / MODEL_NAME))
+            theta = read_model_state(run.config.run_dir(checkpoint_root) / MODEL_NAME)
             where = plane_projection(states["bi"], states["src"], states["tgt"], theta, names)
             rows.append({**dict(zip(CELL, cell, strict=True)), "remedy": run.remedy,
                          "k": run.k, "draw": run.draw, "scope": scope, **where,

@@ -33,6 +33,7 @@ from .checkpoints import (
 )
 from .config import TrainConfig
 from .data import load_split
+from .embedding_store import store_dir
 from .encoders import check_max_length, encoder_fingerprint, load_tokenizer
 from .evaluate import evaluate
 from .features import batches, collate, featurize
@@ -187,8 +188,9 @@ class _Training:
     in the epochs, the best model so far and the learning curve."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, model: TaskModel,
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, embedding_store: Path):
         self.config, self.run_dir, self.model = config, run_dir, model
+        self.embedding_store = embedding_store
         self.steps_per_epoch = steps_per_epoch
         self.optimizer = make_optimizer(model, config)
         self.total_steps = steps_per_epoch * config.epochs
@@ -269,7 +271,8 @@ class _Training:
             self.best = {"score": mean, "epoch": pos.epoch, "dev_scores": scores,
                          "model_fingerprint": parameter_fingerprint(self.model)}
             save_model(self.model, self.run_dir / MODEL_NAME,
-                       {"run": self.config.run_hash(), "epoch": pos.epoch})
+                       {"run": self.config.run_hash(), "epoch": pos.epoch},
+                       embedding_store=self.embedding_store)
 
     def end_epoch(self) -> None:
         """Move to the next epoch; save the state unless the run is done (the record
@@ -363,7 +366,8 @@ def train(
     # Resume: the head was drawn from the seed in build_run_model; the dropout stream
     # starts here, and a saved state replaces all of it (RNG included).
     model.to(device)
-    run = _Training(config, run_dir, model, math.ceil(len(train_feats) / config.batch_size))
+    run = _Training(config, run_dir, model, math.ceil(len(train_feats) / config.batch_size),
+                    store_dir(checkpoint_root, config.encoder))
     torch.manual_seed(config.seed)
     run.resume()
 

@@ -16,9 +16,10 @@ stays one run. A piece outside it is never mapped to `<unk>`: `check_covered` re
 features that hold one, naming the split and the text, and the embedding refuses ids it
 does not hold.
 
-Checkpoints stay full-sized: `full_state_dict` puts the trained rows back into the
-pretrained matrix, so saved models, sweeps and geometry (norms, angle) are what a
-full-vocabulary run gives.
+`full_state_dict` puts the trained rows back into the pretrained matrix, so saved
+models, sweeps and geometry (norms, angle) are what a full-vocabulary run gives; a
+model file stores that matrix once per encoder and only the rows training moved
+(`embedding_store.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch.nn import functional as F
 
 from . import labels
 from .data import SPLITS, MissingSplitError, load_split
+from .embedding_store import tensor_digest
 from .features import tokenize_words, tokenizer_fingerprint
 from .paths import atomic_write, cache_dir
 
@@ -155,6 +157,7 @@ class TrimmedEmbedding(nn.Module):
         # The padding row gets no gradient in nn.Embedding; the same holds here.
         self.padding_idx = None if pad is None else int(lookup[pad])
         self.source_padding_idx = pad
+        self._base_digest: str | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Return the embeddings [..., H] of `input_ids` (original vocabulary ids)."""
@@ -169,6 +172,13 @@ class TrimmedEmbedding(nn.Module):
         """Return the [V, H] matrix: the pretrained rows with the kept rows as trained."""
         return self.base.index_copy(0, self.kept, self.weight.detach().to(self.base.dtype))
 
+    def base_digest(self) -> str:
+        """Return `embedding_store.tensor_digest` of the pretrained matrix (hashed once:
+        the matrix never changes)."""
+        if self._base_digest is None:
+            self._base_digest = tensor_digest(self.base)
+        return self._base_digest
+
 
 def trim_embeddings(encoder: nn.Module, kept: torch.Tensor) -> TrimmedEmbedding:
     """Replace `encoder`'s input embedding (a `transformers` model) by a TrimmedEmbedding
@@ -182,7 +192,8 @@ def trim_embeddings(encoder: nn.Module, kept: torch.Tensor) -> TrimmedEmbedding:
     return new
 
 
-def _trimmed_modules(model: nn.Module) -> dict[str, TrimmedEmbedding]:
+def trimmed_modules(model: nn.Module) -> dict[str, TrimmedEmbedding]:
+    """Return {state-dict key of the weight: module} of `model`'s trimmed embeddings."""
     return {f"{name}.weight": m for name, m in model.named_modules()
             if isinstance(m, TrimmedEmbedding)}
 
@@ -191,7 +202,7 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Return `model.state_dict()` with every trimmed embedding expanded to its full
     [V, H] matrix: what the same model with the full vocabulary holds."""
     state = model.state_dict()
-    for key, module in _trimmed_modules(model).items():
+    for key, module in trimmed_modules(model).items():
         state[key] = module.full_weight()
     return state
 
@@ -201,7 +212,7 @@ def trim_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[st
     embedding that is trimmed in `model` cut down to its kept rows, ready for
     `model.load_state_dict`."""
     out = dict(state)
-    for key, module in _trimmed_modules(model).items():
+    for key, module in trimmed_modules(model).items():
         if key not in out:
             raise KeyError(f"trim_state_dict: {key} is not in the state dict")
         full = out[key]
@@ -215,5 +226,5 @@ def trim_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[st
 def trimmed_kept(model: nn.Module) -> torch.Tensor | None:
     """Return the kept ids (CPU long tensor) of `model`'s trimmed embedding, or None when
     its vocabulary is full."""
-    modules = list(_trimmed_modules(model).values())
+    modules = list(trimmed_modules(model).values())
     return modules[0].kept.cpu() if modules else None
