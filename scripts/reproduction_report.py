@@ -11,6 +11,7 @@ seed and dev set (1.00 = θ_bi), as in the paper's figures.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -19,10 +20,11 @@ import pandas as pd
 from xinterp_utils.analysis import profile_rows
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
-from xinterp_utils.settings import PLANE_2D, PLANES_1D
+from xinterp_utils.settings import PLANE_2D, PLANES_1D, SCOPES
 from xinterp_utils.summary import (
     finetune_seed_spread,
     one_d_summary,
+    scope_comparison,
     surface_slopes,
     variance_summary,
 )
@@ -91,6 +93,11 @@ def report(profile) -> str:
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
     variance = variance_at_zero(one_d, role_of_line)
+    scoped = pd.concat([profile_rows(dataclasses.replace(profile, scope=scope), results,
+                                     planes=("eq1",), views=False) for scope in SCOPES])
+    no_scopes = "no scope=encoder or scope=head sweeps yet (scripts/scope_sweeps.py)"
+    scopes = (scope_comparison(scoped) if scoped["scope"].nunique() > 1
+              else pd.DataFrame({"note": [no_scopes]}))
     two_d = rows[rows["plane"] == PLANE_2D]
     slopes = surface_slopes(two_d) if not two_d.empty else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})
@@ -125,6 +132,10 @@ def report(profile) -> str:
         ("Raw dev scores of the fine-tuned models: standard deviation across seeds within "
          "a pair, averaged over pairs; `cv` = seed_std / mean."), "",
         markdown(spread, digits=4), "",
+        "## Footnote 2: Eq. 1 with only the encoder or only the head interpolated", "",
+        ("Raw scores; parameters outside the scope stay at θ_bi. `span_0_1`: max − min "
+         "over α ∈ [0, 1]; `max_diff_from_all`: largest |difference| from the scope=all "
+         "curve at the same α and seed."), "", markdown(scopes, digits=4), "",
         "## Geometry (App. B): ‖δ_src‖, ‖δ_tgt‖, ratio and angle (degrees)", "",
         markdown(geo), "",
     ]

@@ -107,3 +107,20 @@ def test_variance_at_zero_compares_target_and_source_across_seeds():
     assert table["var_target_at_0"] == pytest.approx(expected["target"])
     assert table["target_over_source"] == pytest.approx(expected["target"]
                                                         / expected["source"])
+
+
+def test_reproduction_report_compares_the_scopes_of_footnote_2():
+    # The committed POS en-de seed 1 sweeps with only the head interpolated: the report's
+    # row equals the numbers read straight from the CSV.
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("reproduction_report")
+    profile = load_profile("repro", ["tasks=[pos]", "pairs=[en-de]", "seeds=[1]",
+                                     "remedies=null"])
+    text = report.report(profile)
+    head = pd.read_csv(REPO / "results/sweeps/offline/pos/en-de/seed1-head.csv")
+    head = head[(head.plane == "eq1") & head.alpha.between(0, 1) & (head.eval_lang == "de")]
+    span = head.score.max() - head.score.min()
+    at_0 = head[head.alpha == 0].score.iloc[0]
+    assert "## Footnote 2" in text
+    assert f"| pos | target | head | {at_0:.4f} | {span:.4f} |" in text

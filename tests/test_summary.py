@@ -10,6 +10,7 @@ import pytest
 from xinterp_utils.summary import (
     finetune_seed_spread,
     one_d_summary,
+    scope_comparison,
     surface_slopes,
     variance_summary,
 )
@@ -214,3 +215,43 @@ def test_profile_runs_keeps_the_learning_curves_of_the_profiles_runs_only():
     assert set(kept["run_id"]) == {"8e43981c4169", "467875165df2", "8206d1b57453"}
     assert len(kept) == (curves["run_id"].isin(set(kept["run_id"]))).sum()
     assert "5b1b10389d1f" in set(curves["run_id"])
+
+
+def _eq1_rows(scope: str, seed: int, score_of) -> list[dict]:
+    base = {"encoder": "enc", "task": "pos", "source": "en", "target": "de", "scope": scope,
+            "metric": "accuracy", "n_examples": 50, "ckpt_src": "s", "ckpt_tgt": "t",
+            "ckpt_bi": "b", "sweep_id": "w", "plane": "eq1", "alpha1": np.nan,
+            "alpha2": np.nan, "seed": seed}
+    return [dict(base, eval_lang=lang, eval_role=role, alpha=a, score=score_of(role, a))
+            for role, lang in (("source", "en"), ("target", "de"))
+            for a in (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)]
+
+
+def test_scope_comparison_measures_each_scope_against_all():
+    def all_(role, a):
+        return 0.9 if role == "source" else 0.6 + 0.3 * a  # target rises 0.6 → 0.9
+
+    def encoder(role, a):
+        return all_(role, a) + (0.02 if a == 0.25 else 0.0)
+
+    def head(role, a):
+        return 0.9 - 0.01 * (1 - a) if role == "target" else 0.9
+
+    rows = []
+    for seed in (1, 2):
+        rows += _eq1_rows("all", seed, all_) + _eq1_rows("encoder", seed, encoder)
+        rows += _eq1_rows("head", seed, head)
+    rows += _eq1_rows("all", 3, lambda role, a: 0.0)  # no other scope for seed 3
+    out = scope_comparison(pd.DataFrame(rows)[list(RESULT_COLUMNS)]).set_index(
+        ["eval_role", "scope"])
+    target = out.xs("target")
+    assert target.loc["encoder", "max_diff_from_all"] == pytest.approx(0.02)
+    assert target.loc["encoder", "span_0_1"] == pytest.approx(0.3)
+    assert target.loc["head", "span_0_1"] == pytest.approx(0.01)
+    assert target.loc["head", "at_0"] == pytest.approx(0.89)
+    # head against all: 0.89 vs 0.6 at α = 0 (α outside [0, 1] never counts)
+    assert target.loc["head", "max_diff_from_all"] == pytest.approx(0.29)
+    assert target.loc["all", "max_diff_from_all"] == 0.0
+    assert target.loc["all", "n_seeds"] == 3 and target.loc["head", "n_seeds"] == 2
+    assert target.loc["all", "at_0"] == pytest.approx(0.4)  # (0.6 + 0.6 + 0) / 3
+    assert out.xs("source").loc["encoder", "max_diff_from_all"] == pytest.approx(0.02)

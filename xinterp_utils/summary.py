@@ -54,6 +54,35 @@ def variance_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     return table.reset_index()
 
 
+def scope_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """Return footnote 2's comparison of Eq. 1 with every parameter, only the encoder or
+    only the head interpolated (the rest held at θ_bi), per (task, eval_role, scope):
+    the raw score at α = 0 and its span (max − min) over α ∈ [0, 1], averaged over pairs
+    and seeds, and the largest |score − scope=all's score| at the same α, pair and seed
+    (`max_diff_from_all`, NaN where scope=all has no such point). Scores in the task's
+    metric, [0, 1]; `n_seeds` counts the (pair, seed) curves behind each row."""
+    cell = ["encoder", "task", "source", "target", "seed", "eval_role"]
+    rows = df[(df["plane"] == "eq1") & (df["alpha"] >= 0) & (df["alpha"] <= 1)].copy()
+    rows["alpha"] = rows["alpha"].round(6)
+    points = rows.groupby([*cell, "scope", "alpha"])["score"].mean()
+    reference = points.xs("all", level="scope") if "all" in rows["scope"].values else None
+    out = []
+    for (task, role, scope), g in points.groupby(level=["task", "eval_role", "scope"]):
+        curves = g.droplevel("scope")
+        per_curve = curves.groupby(level=cell)
+        span = per_curve.agg(lambda c: c.max() - c.min())
+        at_0 = curves[curves.index.get_level_values("alpha") == 0.0]
+        diff = np.nan
+        if reference is not None:
+            both = pd.concat({"this": curves, "all": reference}, axis=1, join="inner")
+            diff = float((both["this"] - both["all"]).abs().max()) if len(both) else np.nan
+        out.append({"task": task, "eval_role": role, "scope": scope,
+                    "at_0": float(at_0.mean()), "span_0_1": float(span.mean()),
+                    "max_diff_from_all": diff, "n_seeds": len(span)})
+    return pd.DataFrame(out, columns=["task", "eval_role", "scope", "at_0", "span_0_1",
+                                      "max_diff_from_all", "n_seeds"])
+
+
 def _grid_value(z: np.ndarray, a1: np.ndarray, a2: np.ndarray, x: float, y: float) -> float:
     """Return z[j, i] at (α1, α2) = (x, y), or NaN where the grid lacks that point."""
     i, j = np.isclose(a1, x).nonzero()[0], np.isclose(a2, y).nonzero()[0]
