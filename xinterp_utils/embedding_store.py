@@ -1,8 +1,8 @@
 """Compact model files: a trimmed run's embedding stored as the rows training moved.
 
-A trimmed run (`vocab.py`) trains 50–70k of the 250k embedding rows, yet a full-sized
-checkpoint repeats the pretrained matrix (384 MB of the offline encoder's 450 MB) in
-every model file. Here a model file keeps, for each trimmed embedding, only the rows
+A trimmed run (`vocab.py`) keeps 50–70k of the 250k embedding rows and moves only those
+its training text uses, yet a full-sized checkpoint repeats the pretrained matrix (384 MB
+of the offline encoder's 448 MB) in every model file; a compact one is 88–103 MB. Here a model file keeps, for each trimmed embedding, only the rows
 that differ from the pretrained matrix, plus a reference to that matrix, which is
 written once per encoder under ``<checkpoints>/<encoder>/pretrained-embeddings/``,
 named by a digest of its content. Reading the file back puts the rows into a copy of
