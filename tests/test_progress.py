@@ -56,3 +56,25 @@ def test_durations_read_well():
     assert _duration(42.4) == "42 s"
     assert _duration(185) == "3 min 05 s"
     assert _duration(3600) == "60 min 00 s"
+
+
+def test_a_failing_notebook_leaves_the_earlier_executed_copy_whole(tmp_path):
+    import pytest
+
+    source = _notebook(tmp_path / "07_tiny.ipynb")
+    good = tmp_path / "executed" / "07_tiny.ipynb"
+    execute_notebook(source, good, {"steps": 2}, heartbeat_s=60)
+    before = good.read_bytes()
+    assert "".join(json.loads(before)["cells"][-1]["outputs"][0]["text"]) == "done\n"
+    with pytest.raises(RuntimeError) as err:
+        execute_notebook(source, good, {"steps": "not a number"}, heartbeat_s=60)
+    failed = tmp_path / "executed" / "07_tiny.failed.ipynb"
+    assert str(failed) in str(err.value) and "07_tiny.ipynb: cell" in str(err.value)
+    assert good.read_bytes() == before  # the good copy was never touched
+    assert "TypeError" in failed.read_text()
+    assert not (tmp_path / "executed" / "07_tiny.running.ipynb").exists()
+    # The next successful run replaces the copy and clears the failed one.
+    execute_notebook(source, good, {"steps": 3}, heartbeat_s=60)
+    assert "steps = 3" in good.read_text() and "steps = 2" not in good.read_text()
+    assert not failed.exists()
+    assert sorted(p.name for p in good.parent.iterdir()) == ["07_tiny.ipynb"]

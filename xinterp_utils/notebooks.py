@@ -188,10 +188,14 @@ def execute_notebook(
     source: Path, output: Path, parameters: dict, *, kernel: str = "python3",
     cwd: Path | None = None, heartbeat_s: float = HEARTBEAT_S,
 ) -> float:
-    """Run one notebook with papermill; return the wall time in seconds.
+    """Run one notebook with papermill into `output`; return the wall time in seconds.
 
-    Raises RuntimeError naming the notebook and the failing cell (its execution count
-    and first line) when a cell raises.
+    papermill rewrites its output after every cell, so it writes to a running copy
+    beside `output` (``<name>.running.ipynb``) that replaces `output` only once the
+    notebook has finished: an earlier executed copy (the committed ones of `repro`) stays
+    whole while a run is under way, is cut short or fails. A failing notebook's copy is
+    kept as ``<name>.failed.ipynb``; the RuntimeError names it, the notebook and the
+    failing cell (its execution count and first line).
     """
     # papermill (and its nbclient/jupyter stack) takes seconds to import; only executing a
     # notebook needs it, not the progress helpers or `xinterp` itself.
@@ -199,6 +203,7 @@ def execute_notebook(
     from papermill.exceptions import PapermillExecutionError
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    running = output.with_name(f"{output.stem}.running.ipynb")
     started = time.time()
     # Kernels inherit this environment: their tqdm bars redraw rarely in a log file.
     interval = TTY_BAR_INTERVAL_S if sys.stdout.isatty() else LOG_BAR_INTERVAL_S
@@ -206,15 +211,19 @@ def execute_notebook(
     try:
         with NotebookProgress(source, heartbeat_s=heartbeat_s):
             papermill.execute_notebook(
-                str(source), str(output), parameters=parameters, kernel_name=kernel,
+                str(source), str(running), parameters=parameters, kernel_name=kernel,
                 cwd=str(cwd or source.parent), progress_bar=False, log_output=True,
             )
     except PapermillExecutionError as err:
+        failed = output.with_name(f"{output.stem}.failed.ipynb")
+        os.replace(running, failed)
         raise RuntimeError(
             f"{source.name}: cell {err.exec_count} failed: {err.ename}: {err.evalue}\n"
-            f"(executed copy with the traceback: {output})"
+            f"(executed copy with the traceback: {failed})"
         ) from None
-    tidy_streams(output)
+    tidy_streams(running)
+    os.replace(running, output)
+    output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)
     return time.time() - started
 
 
