@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,14 +45,16 @@ def rising_fraction(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def variance_at_zero(one_d: pd.DataFrame, role_of_line: pd.DataFrame) -> pd.DataFrame:
-    """Return, per (task, plane), the variance across seeds of the normalised score at
+def variance_at_zero(one_d: pd.DataFrame, role_of_line: pd.DataFrame,
+                     by: Sequence[str] = ("task",)) -> pd.DataFrame:
+    """Return, per (`by`…, plane), the variance across seeds of the normalised score at
     α = 0 on the source and on the target dev set and their ratio; a one-row note where
-    no (task, plane) has two seeds yet."""
-    variance = variance_summary(one_d, by=["task"]).merge(role_of_line, on=["plane", "line"])
+    no such group has two seeds yet. `by` ("task",) pools the pairs; ("task", "target")
+    gives one row per pair."""
+    variance = variance_summary(one_d, by=list(by)).merge(role_of_line, on=["plane", "line"])
     # At α = 1 every seed's normalised score is 1 by construction, so the comparison that
     # means something is between the two dev sets at the monolingual end (α = 0).
-    variance = (variance.pivot_table(index=["task", "plane"], columns="eval_role",
+    variance = (variance.pivot_table(index=[*by, "plane"], columns="eval_role",
                                      values="var_at_0")
                 .rename(columns={"source": "var_source_at_0", "target": "var_target_at_0"})
                 .reset_index())
@@ -93,6 +96,13 @@ def report(profile) -> str:
     lines_1d = lines_1d[["task", "plane", "eval_role", "at_0", "at_0.5", "min_0_1",
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
     variance = variance_at_zero(one_d, role_of_line)
+    # Per target language: the pooled tables above average over the pairs.
+    by_pair = (one_d_summary(one_d[one_d["plane"] == "eq1"], by=["task", "target"])
+               .merge(role_of_line, on=["plane", "line"]))
+    by_pair = by_pair[["task", "target", "eval_role", "at_0", "at_0.5", "min_0_1",
+                       "max_gap_to_line"]].sort_values(["task", "eval_role", "target"])
+    variance_by_pair = variance_at_zero(one_d[one_d["plane"] == "eq1"], role_of_line,
+                                        by=("task", "target"))
     scoped = pd.concat([profile_rows(dataclasses.replace(profile, scope=scope), results,
                                      planes=("eq1",), views=False) for scope in SCOPES])
     no_scopes = "no scope=encoder or scope=head sweeps yet (scripts/scope_sweeps.py)"
@@ -125,6 +135,10 @@ def report(profile) -> str:
         ("`max_gap_to_line`: largest distance between the curve and the straight line "
         "from α = 0 to α = 1; `rising_steps`: fraction of α steps in [0, 1] on which the "
         "mean curve does not fall."), "", markdown(lines_1d), "",
+        "## Eq. 1 per target language (normalised by θ_bi)", "",
+        markdown(by_pair), "",
+        "Variance across seeds at α = 0 of Eq. 1, per target language:", "",
+        markdown(variance_by_pair, digits=5), "",
         "## Variance across seeds of the normalised score (Fig. 5)", "",
         ("At α = 0 of each line (Eq. 1: θ_src, so the target column is the zero-shot "
          "model; Eq. 2: θ_tgt), on the source and on the target dev set."), "",

@@ -124,3 +124,30 @@ def test_reproduction_report_compares_the_scopes_of_footnote_2():
     at_0 = head[head.alpha == 0].score.iloc[0]
     assert "## Footnote 2" in text
     assert f"| pos | target | head | {at_0:.4f} | {span:.4f} |" in text
+
+
+def test_reproduction_report_per_target_language():
+    # A second target (seed 1's German rows relabelled as Russian, the zero-shot score
+    # lowered by 10 %) gets its own row with its own zero-shot value, and the report
+    # prints the committed pair's rows.
+    from xinterp_utils.analysis import add_views, profile_rows
+    from xinterp_utils.profiles import load_profile
+    from xinterp_utils.summary import one_d_summary
+
+    report = _script("reproduction_report")
+    profile = load_profile("repro", ["tasks=[pos]", "pairs=[en-de]", "seeds=[1]",
+                                     "remedies=null"])
+    text = report.report(profile)
+    assert "## Eq. 1 per target language" in text
+    de = profile_rows(profile, REPO / "results", planes=["eq1"], views=False)
+    ru = de.assign(target="ru")
+    hit = (ru["alpha"].round(6) == 0) & (ru["eval_lang"] == "de")
+    ru.loc[hit, "score"] *= 0.9
+    both = add_views(pd.concat([de, ru], ignore_index=True))
+    per_pair = one_d_summary(both, by=["task", "target"]).merge(
+        both[["plane", "line", "eval_role"]].drop_duplicates(), on=["plane", "line"])
+    target = per_pair[per_pair["eval_role"] == "target"].set_index("target")["at_0"]
+    assert target["ru"] == pytest.approx(0.9 * target["de"])
+    # The report's per-pair rows of the committed pair are these.
+    for row in per_pair[per_pair["target"] == "de"].itertuples():
+        assert f"| pos | de | {row.eval_role} | {row.at_0:.3f} |" in text
