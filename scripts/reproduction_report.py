@@ -97,12 +97,12 @@ def report(profile) -> str:
                          "max_gap_to_line", "rising_steps", "n_alpha"]]
     variance = variance_at_zero(one_d, role_of_line)
     # Per target language: the pooled tables above average over the pairs.
-    by_pair = (one_d_summary(one_d[one_d["plane"] == "eq1"], by=["task", "target"])
+    eq1 = one_d[one_d["plane"] == "eq1"]
+    by_pair = (one_d_summary(eq1, by=["task", "target"])
                .merge(role_of_line, on=["plane", "line"]))
     by_pair = by_pair[["task", "target", "eval_role", "at_0", "at_0.5", "min_0_1",
                        "max_gap_to_line"]].sort_values(["task", "eval_role", "target"])
-    variance_by_pair = variance_at_zero(one_d[one_d["plane"] == "eq1"], role_of_line,
-                                        by=("task", "target"))
+    variance_by_pair = variance_at_zero(eq1, role_of_line, by=("task", "target"))
     scoped = pd.concat([profile_rows(dataclasses.replace(profile, scope=scope), results,
                                      planes=("eq1",), views=False) for scope in SCOPES])
     no_scopes = "no scope=encoder or scope=head sweeps yet (scripts/scope_sweeps.py)"

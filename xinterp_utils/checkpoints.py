@@ -39,7 +39,6 @@ from .embedding_store import (
     read_model_state,
     store_dir,
     tensor_digest,
-    write_base,
 )
 from .encoders import load_encoder
 from .interpolate import IncompatibleEndpoints
@@ -131,11 +130,8 @@ def save_model(model: torch.nn.Module, path: Path, metadata: dict | None = None,
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     modules = trimmed_modules(model) if embedding_store is not None else {}
     if modules:
-        bases = {}
-        for key, module in modules.items():
-            digest = module.base_digest()
-            bases[key] = (write_base(embedding_store, module.base, digest), digest)
-        tensors, compact_meta = pack(tensors, bases, Path(path))
+        bases = {key: (module.base, module.base_digest()) for key, module in modules.items()}
+        tensors, compact_meta = pack(tensors, bases, embedding_store, Path(path))
         meta.update(compact_meta)
     with atomic_write(path) as handle:
         handle.write(safetensors_bytes(tensors, metadata=meta))
@@ -165,9 +161,8 @@ def compact_model_file(run_dir: Path, checkpoint_root: str | Path,
         raise ValueError(f"{path}: does not hold the model its record describes")
     key = _embedding_key(state, pretrained, path)
     store = store_dir(checkpoint_root, record["config"]["encoder"])
-    digest = tensor_digest(pretrained)
-    tensors, compact_meta = pack(state, {key: (write_base(store, pretrained, digest), digest)},
-                                 path)
+    tensors, compact_meta = pack(state, {key: (pretrained, tensor_digest(pretrained))},
+                                 store, path)
     meta = {**file_metadata(path), **compact_meta}
     before = path.stat().st_size
     check = path.with_name(f".{MODEL_NAME}.compact.tmp")  # a stale one is swept

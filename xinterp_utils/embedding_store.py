@@ -93,19 +93,20 @@ def changed_rows(full: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     return differs.any(dim=1).nonzero().view(-1)
 
 
-def pack(state: dict[str, torch.Tensor], bases: dict[str, tuple[Path, str]],
-         model_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Return (tensors, metadata) of the compact file for the full `state`: each key of
-    `bases` ({key: (base file, digest)}) stored as its changed rows. Raise ValueError
-    when a key is missing from `state`."""
+def pack(state: dict[str, torch.Tensor], bases: dict[str, tuple[torch.Tensor, str]],
+         store: Path, model_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return (tensors, metadata) of the compact file at `model_path` for the full
+    `state`: each key of `bases` ({key: (pretrained matrix, its `tensor_digest`)})
+    stored as its changed rows, the matrix written to `store` unless already there.
+    Raise ValueError when a key is missing from `state`."""
     tensors = dict(state)
     entries = {}
-    for key, (base_path, digest) in bases.items():
+    for key, (matrix, digest) in bases.items():
         if key not in tensors:
             raise ValueError(f"{model_path}: {key} is not in the model's state dict")
+        base_path = write_base(store, matrix, digest)
         full = tensors.pop(key)
-        base = read_base(base_path, digest)
-        rows = changed_rows(full, base)
+        rows = changed_rows(full, matrix.detach().cpu())
         tensors[key + _ROWS] = rows
         tensors[key + _VALUES] = full.index_select(0, rows).contiguous()
         entries[key] = {"file": os.path.relpath(base_path, model_path.parent),

@@ -204,6 +204,7 @@ def execute_notebook(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     running = output.with_name(f"{output.stem}.running.ipynb")
+    failed = output.with_name(f"{output.stem}.failed.ipynb")
     started = time.time()
     # Kernels inherit this environment: their tqdm bars redraw rarely in a log file.
     interval = TTY_BAR_INTERVAL_S if sys.stdout.isatty() else LOG_BAR_INTERVAL_S
@@ -215,7 +216,6 @@ def execute_notebook(
                 cwd=str(cwd or source.parent), progress_bar=False, log_output=True,
             )
     except PapermillExecutionError as err:
-        failed = output.with_name(f"{output.stem}.failed.ipynb")
         os.replace(running, failed)
         raise RuntimeError(
             f"{source.name}: cell {err.exec_count} failed: {err.ename}: {err.evalue}\n"
@@ -223,7 +223,7 @@ def execute_notebook(
         ) from None
     tidy_streams(running)
     os.replace(running, output)
-    output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
     return time.time() - started
 
 
