@@ -5,7 +5,10 @@
 #   2. en-de, seeds 2-3 (the variance across seeds becomes measurable), then footnote
 #      2's encoder-only / head-only Eq. 1 sweeps for en-de, seeds 1-3 (their end-points
 #      must still be on disk: run this stage in one go);
-#   3. en-ru and en-zh, seeds 1-3;
+#   3. en-ru and en-zh, seeds 1-3, one task at a time (training, sweeps and geometry of
+#      a task before the next task's training, so a cut leaves whole tasks done; the
+#      cheapest first), then all tasks at once, which only skips work and writes the
+#      executed notebooks of the whole stage;
 #   4. the convergence evidence: θ_src of seed 1 trained twice as long
 #      (scripts/convergence.py; its own run is stage 1's), and results/claims.md;
 #   5. notebook 06 (the paper's remedies, beyond the paper) on the converged end-points
@@ -20,6 +23,9 @@ py=$(scripts/ensure_env.sh)
 ./run_all.sh repro pairs=[en-de] seeds=[1] remedies=null "$@"
 ./run_all.sh repro pairs=[en-de] remedies=null "$@"
 "$py" scripts/scope_sweeps.py repro pairs=[en-de] "$@"
+for task in xnli ner pos parsing; do
+    ./run_all.sh repro tasks="[$task]" remedies=null "$@"
+done
 ./run_all.sh repro remedies=null "$@"
 "$py" scripts/convergence.py repro "$@"
 "$py" scripts/reproduction_report.py
