@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from xinterp_utils import analysis, plots
+from xinterp_utils import analysis, plots, remedy_plots
 from xinterp_utils.sweep_rows import RESULT_COLUMNS
 
 ALPHAS = (-0.5, 0.0, 0.5, 1.0, 1.5)
@@ -139,6 +140,35 @@ def test_fig3_contours_axes_and_files(results, tmp_path):
         markers = {(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in ax.get_lines()}
         assert markers == {(0, 0), (1, 0), (0, 1)}
     _assert_written(tmp_path, 3)
+
+
+def test_fig11_marks_remedy_models_even_outside_the_grid(results, tmp_path):
+    grid = analysis.normalise(results[(results["plane"] == "2d") & (results["encoder"] == "mbert")
+                                      & (results["source"] == "en")
+                                      & (results["target"] == "de")])
+    coords = pd.DataFrame([
+        {"task": "xnli", "seed": 1, "remedy": "fewshot", "k": 10, "alpha1": 0.8, "alpha2": 0.1},
+        {"task": "xnli", "seed": 2, "remedy": "fewshot", "k": 100, "alpha1": 0.5, "alpha2": 0.4},
+        # beyond the grid's α2 ≤ 1: the axes must grow to show it, not clip it
+        {"task": "ner", "seed": 1, "remedy": "silver", "k": None, "alpha1": 0.2, "alpha2": 1.4},
+        {"task": "ner", "seed": 9, "remedy": "silver", "k": None, "alpha1": 0.0, "alpha2": 0.0},
+    ])
+    fig = remedy_plots.fig11_remedies_on_surfaces(grid, coords, out_dir=tmp_path)
+    panels = _panels(fig)
+    assert [ax.get_title() for ax in panels] == [
+        "ner: target language", "ner: source language",
+        "xnli: target language", "xnli: source language"]
+    for ax in panels:
+        texts = {t.get_text() for t in ax.texts}
+        assert {r"$\theta_{bi}$", r"$\theta_{src}$", r"$\theta_{tgt}$"} <= texts
+        marked = sorted(tuple(map(float, pc.get_offsets()[0])) for pc in ax.collections
+                        if isinstance(pc, PathCollection))  # the scatter marks
+        # seed 9 has no grid: its model is not marked on the surface averaged over 1-2
+        expected = [(0.2, 1.4)] if ax.get_title().startswith("ner") else [(0.5, 0.4),
+                                                                           (0.8, 0.1)]
+        assert marked == expected
+        assert ax.get_ylim()[1] >= max(y for _, y in expected)
+    _assert_written(tmp_path, 11)
 
 
 def test_fig10_one_panel_per_config(results, tmp_path):

@@ -35,7 +35,8 @@ _PANEL_W, _PANEL_H = 4.2, 3.2
 _LINE_COLOR = {"endpoint language": "C0", "other language": "C3"}
 _PLANE_STYLE = {"eq1": "-", "eq2": "--"}
 _PLANE_LABEL = {"eq1": "Eq. 1 (θ_src↔θ_bi)", "eq2": "Eq. 2 (θ_tgt↔θ_bi)"}
-_ROLE_LABEL = {"target": "target language", "source": "source language"}
+# How a dev set is named in titles, by its eval_role.
+ROLE_LABEL = {"target": "target language", "source": "source language"}
 _X_LABEL_1D = "α (0 = monolingual end-point, 1 = bilingual)"
 
 
@@ -164,7 +165,11 @@ def fig_by_task(df: pd.DataFrame, task: str, fig_number: int | None = None,
                    out_dir, fig_number)
 
 
-def _contour_panel(ax, rows: pd.DataFrame, title: str):
+def contour_panel(ax, rows: pd.DataFrame, title: str, *, clip_to_grid: bool = True):
+    """Draw the filled and labelled contours of one Eq. 3 surface (`rows`: one dev set's
+    grid, score or norm_score) on `ax`, with the three end-points marked; return the
+    filled contour set for a colour bar. `clip_to_grid` fixes the axes to the grid's
+    extent; without it they grow to show points drawn later outside the grid."""
     a1, a2, z = analysis.grid_2d(rows)
     if len(a1) < 2 or len(a2) < 2:
         raise ValueError(f"{title}: a contour needs at least 2 values of alpha1 and alpha2, "
@@ -181,12 +186,13 @@ def _contour_panel(ax, rows: pd.DataFrame, title: str):
                     annotation_clip=False, zorder=6,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                           "alpha": 0.75})
-    ax.set_xlim(a1.min(), a1.max())
-    ax.set_ylim(a2.min(), a2.max())
+    if clip_to_grid:
+        ax.set_xlim(a1.min(), a1.max())
+        ax.set_ylim(a2.min(), a2.max())
     ax.set_xlabel(r"$\alpha_1$ (along $\delta_{src}$)")
     ax.set_ylabel(r"$\alpha_2$ (along $\delta_{tgt}$)")
     ax.set_title(title, fontsize="medium")
-    ax.set_aspect("equal", adjustable="box")
+    ax.set_aspect("equal", adjustable="box" if clip_to_grid else "datalim")
     return filled
 
 
@@ -222,7 +228,7 @@ def fig3_2d(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
     filled = None
     for ax, role in zip(axes[0], eval_roles, strict=True):
         part = _select(rows, what, eval_role=role)
-        filled = _contour_panel(ax, part, f"{tsk} {src}→{tgt}: {_ROLE_LABEL[role]}")
+        filled = contour_panel(ax, part, f"{tsk} {src}→{tgt}: {ROLE_LABEL[role]}")
     fig.colorbar(filled, ax=list(axes[0]), label="score / bilingual score", shrink=0.8)
     fig.suptitle(f"Figure {fig_number}: 2D interpolation, {enc}")
     return _finish(fig, out_dir, fig_number)
@@ -245,12 +251,12 @@ def fig10_2d_grid(df: pd.DataFrame, out_dir: str | os.PathLike | None = None, *,
     for ax, (enc, tsk, src, tgt) in zip(flat, configs.itertuples(index=False), strict=False):
         part = rows[(rows["encoder"] == enc) & (rows["task"] == tsk) & (rows["source"] == src)
                     & (rows["target"] == tgt)]
-        filled = _contour_panel(ax, part, f"{enc}\n{tsk} {src}→{tgt}")
+        filled = contour_panel(ax, part, f"{enc}\n{tsk} {src}→{tgt}")
     for ax in flat[n:]:
         ax.set_axis_off()
     fig.colorbar(filled, ax=flat[:n], shrink=0.8,
-                 label=f"score / bilingual score ({_ROLE_LABEL[eval_role]})")
-    fig.suptitle(f"Figure {fig_number}: 2D interpolation, {_ROLE_LABEL[eval_role]} evaluation")
+                 label=f"score / bilingual score ({ROLE_LABEL[eval_role]})")
+    fig.suptitle(f"Figure {fig_number}: 2D interpolation, {ROLE_LABEL[eval_role]} evaluation")
     return _finish(fig, out_dir, fig_number)
 
 

@@ -13,10 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .analysis import grid_2d
-from .plots import LEVELS_2D, save_figure
+from .plots import ROLE_LABEL, contour_panel, save_figure
 
-_ROLE_LABEL = {"target": "target language", "source": "source language"}
 _REMEDY_MARKER = {"fewshot": "o", "silver": "*"}
 
 
@@ -31,27 +29,6 @@ def _k_colors(ks) -> dict:
 
 def _label(remedy: str, k) -> str:
     return "θ_silver" if remedy == "silver" else f"few-shot k={int(k)}"
-
-
-def _surface(ax, rows: pd.DataFrame, title: str):
-    a1, a2, z = grid_2d(rows)
-    if len(a1) < 2 or len(a2) < 2:
-        raise ValueError(f"{title}: a contour needs at least 2 values of alpha1 and alpha2")
-    z = np.ma.masked_invalid(z)
-    filled = ax.contourf(a1, a2, z, levels=LEVELS_2D, extend="both", cmap="viridis")
-    lines = ax.contour(a1, a2, z, levels=LEVELS_2D, colors="k", linewidths=0.5)
-    ax.clabel(lines, fmt="%.2f", fontsize="x-small")
-    for (x, y), name in (((0, 0), r"$\theta_{bi}$"), ((1, 0), r"$\theta_{src}$"),
-                         ((0, 1), r"$\theta_{tgt}$")):
-        ax.plot([x], [y], marker="o", color="white", mec="k", ms=5, ls="none", zorder=5,
-                clip_on=False)
-        ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
-                    fontsize="small", annotation_clip=False, zorder=6)
-    ax.set_xlabel(r"$\alpha_1$ (along $\delta_{src}$)")
-    ax.set_ylabel(r"$\alpha_2$ (along $\delta_{tgt}$)")
-    ax.set_title(title, fontsize="medium")
-    ax.set_aspect("equal", adjustable="datalim")
-    return filled
 
 
 def fig11_remedies_on_surfaces(grid: pd.DataFrame, coords: pd.DataFrame,
@@ -75,8 +52,8 @@ def fig11_remedies_on_surfaces(grid: pd.DataFrame, coords: pd.DataFrame,
         marks = coords[(coords["task"] == task) & coords["seed"].isin(set(rows["seed"]))]
         for j, role in enumerate(roles):
             ax = axes[i, j]
-            filled = _surface(ax, rows[rows["eval_role"] == role],
-                              f"{task}: {_ROLE_LABEL[role]}")
+            filled = contour_panel(ax, rows[rows["eval_role"] == role],
+                                   f"{task}: {ROLE_LABEL[role]}", clip_to_grid=False)
             for r in marks.to_dict("records"):
                 k = pd.to_numeric(r["k"], errors="coerce")
                 color = "tab:blue" if r["remedy"] == "silver" else colors[k]
@@ -189,7 +166,7 @@ def fig13_lines(lines: pd.DataFrame, out_dir: str | os.PathLike | None = None, *
                         ls="--" if remedy == "silver" else "-", label=_label(remedy, k))
             for x in (0.0, 1.0):
                 ax.axvline(x, color="0.55", lw=0.8, ls=":", zorder=0)
-            ax.set_title(f"{task}: {_ROLE_LABEL[role]}", fontsize="medium")
+            ax.set_title(f"{task}: {ROLE_LABEL[role]}", fontsize="medium")
             ax.set_xlabel("α (0 = θ_src, 1 = remedy model)")
             if j == 0:
                 ax.set_ylabel("dev score")
