@@ -59,11 +59,16 @@ def scope_comparison(df: pd.DataFrame) -> pd.DataFrame:
     only the head interpolated (the rest held at θ_bi), per (task, eval_role, scope):
     the raw score at α = 0 and its span (max − min) over α ∈ [0, 1], averaged over pairs
     and seeds, and the largest |score − scope=all's score| at the same α, pair and seed
-    (`max_diff_from_all`, NaN where scope=all has no such point). Scores in the task's
-    metric, [0, 1]; `n_seeds` counts the (pair, seed) curves behind each row."""
+    (`max_diff_from_all`, NaN where scope=all has no such point). Only the (pair, seed)
+    curves that every scope of the task has count, so the rows compare the same models
+    (scope=all is swept for more pairs than the others). Scores in the task's metric,
+    [0, 1]; `n_seeds` counts the (pair, seed) curves behind each row."""
     cell = ["encoder", "task", "source", "target", "seed", "eval_role"]
     rows = df[(df["plane"] == "eq1") & (df["alpha"] >= 0) & (df["alpha"] <= 1)].copy()
     rows["alpha"] = rows["alpha"].round(6)
+    scopes_of_task = rows.groupby("task")["scope"].transform("nunique")
+    scopes_of_curve = rows.groupby(cell)["scope"].transform("nunique")
+    rows = rows[scopes_of_curve == scopes_of_task]
     points = rows.groupby([*cell, "scope", "alpha"])["score"].mean()
     reference = points.xs("all", level="scope") if "all" in rows["scope"].values else None
     out = []
