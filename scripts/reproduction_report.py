@@ -27,6 +27,7 @@ from xinterp_utils.summary import (
     one_d_summary,
     scope_comparison,
     surface_slopes,
+    variance_f_test,
     variance_summary,
 )
 from xinterp_utils.tables import FINETUNE_COLUMNS, GEOMETRY_COLUMNS, profile_cells, read_table
@@ -65,6 +66,27 @@ def variance_at_zero(one_d: pd.DataFrame, role_of_line: pd.DataFrame,
     return variance
 
 
+# Claim 4's comparisons: the zero-shot model against θ_src on the source and against θ_bi
+# on the same target.
+ZERO_SHOT_AGAINST = {"θ_src on the source": ("src", "source"),
+                     "θ_bi on the target": ("bi", "target")}
+
+
+def seed_variance_tests(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Return the F tests of Claim 4 (`summary.variance_f_test` of the zero-shot model
+    against each of ZERO_SHOT_AGAINST), per task pooled over pairs (`target` "all") and
+    per (task, target); sorted by task."""
+    parts = []
+    for name, other in ZERO_SHOT_AGAINST.items():
+        pooled = variance_f_test(finetune, ("src", "target"), other).assign(target="all")
+        per_pair = variance_f_test(finetune, ("src", "target"), other, by=("task", "target"))
+        parts += [df.assign(against=name) for df in (pooled, per_pair)]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["task", "target", "against", "sd_num", "sd_den", "ratio", "dof_num",
+                "dof_den", "p_value"]].rename(columns={"sd_num": "sd_zero_shot",
+                                                       "sd_den": "sd_other"})
+
+
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """Return `df` as a GitHub markdown table with floats rounded to `digits`."""
     cols = list(df.columns)
@@ -82,12 +104,13 @@ def report(profile) -> str:
     one_d = rows[rows["plane"].isin(PLANES_1D)]
     finetune_path, geometry_path = results / "finetune.csv", results / "geometry.csv"
     raw = pd.DataFrame({"note": [f"{finetune_path.name} not written yet (notebook 01)"]})
-    spread = raw
+    spread = f_tests = raw
     if finetune_path.is_file():
         finetune = profile_cells(read_table(finetune_path, FINETUNE_COLUMNS), profile)
         raw = (finetune.groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
         spread = finetune_seed_spread(finetune)
+        f_tests = seed_variance_tests(finetune)
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
     lines_1d = (one_d_summary(one_d, by=["task"])
@@ -146,6 +169,11 @@ def report(profile) -> str:
         ("Raw dev scores of the fine-tuned models: standard deviation across seeds within "
          "a pair, averaged over pairs; `cv` = seed_std / mean."), "",
         markdown(spread, digits=4), "",
+        ("One-sided F tests that the zero-shot model's seed variance (raw score on the "
+         "target) exceeds another model's: variances pooled within pairs, a run shared by "
+         "pairs (θ_src on the source) counted once; per task over the pairs, then per "
+         "target language."), "",
+        markdown(f_tests, digits=4), "",
         "## Footnote 2: Eq. 1 with only the encoder or only the head interpolated", "",
         ("Raw scores; parameters outside the scope stay at θ_bi. `span_0_1`: max − min "
          "over α ∈ [0, 1]; `max_diff_from_all`: largest |difference| from the scope=all "

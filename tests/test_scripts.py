@@ -151,3 +151,28 @@ def test_reproduction_report_per_target_language():
     # The report's per-pair rows of the committed pair are these.
     for row in per_pair[per_pair["target"] == "de"].itertuples():
         assert f"| pos | de | {row.eval_role} | {row.at_0:.3f} |" in text
+
+
+def test_reproduction_report_tests_the_zero_shot_variance():
+    # XNLI's committed seeds 1-3 of en-de, en-ru, en-zh: the zero-shot variance pooled
+    # over the three targets (6 degrees of freedom) against θ_src's English variance,
+    # whose three runs every pair shares (2 degrees of freedom), computed here directly.
+    from scipy import stats
+
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("reproduction_report")
+    finetune = pd.read_csv(REPO / "results" / "finetune.csv")
+    xnli = finetune[(finetune.task == "xnli") & (finetune.model == "src")]
+    zero_shot = xnli[xnli.eval_role == "target"].groupby("target")["score"]
+    var_zero_shot = zero_shot.var().mean()  # equal seeds per target: pooled = mean
+    var_source = xnli[(xnli.eval_role == "source") & (xnli.target == "de")]["score"].var()
+    assert zero_shot.size().tolist() == [3, 3, 3]
+    tests = report.seed_variance_tests(finetune[finetune.task == "xnli"])
+    row = tests[(tests.target == "all") & (tests.against == "θ_src on the source")].iloc[0]
+    assert (row.dof_num, row.dof_den) == (6, 2)
+    assert row.ratio == pytest.approx(var_zero_shot / var_source)
+    assert row.p_value == pytest.approx(stats.f.sf(var_zero_shot / var_source, 6, 2))
+    assert set(tests.target) == {"all", "de", "ru", "zh"}
+    text = report.report(load_profile("repro", ["tasks=[xnli]", "remedies=null"]))
+    assert f"| xnli | all | θ_src on the source | {var_zero_shot ** 0.5:.4f} |" in text

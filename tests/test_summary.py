@@ -10,8 +10,10 @@ import pytest
 from xinterp_utils.summary import (
     finetune_seed_spread,
     one_d_summary,
+    pooled_seed_variance,
     scope_comparison,
     surface_slopes,
+    variance_f_test,
     variance_summary,
 )
 from xinterp_utils.sweep_rows import RESULT_COLUMNS
@@ -135,6 +137,48 @@ def test_finetune_seed_spread_is_the_within_pair_std_averaged_over_pairs():
     assert out.loc[("src", "source"), "seed_std"] == pytest.approx(0.0)
     one_seed = finetune_seed_spread(pd.DataFrame(rows).query("seed == 1"))
     assert one_seed["seed_std"].isna().all()
+
+
+def _finetune_rows(zero_shot: dict, source: tuple) -> pd.DataFrame:
+    """finetune.csv rows of θ_src for pairs en-<target>, seeds 1..n: `zero_shot[target]`
+    its target scores, `source` its English scores (one run per seed, shared by pairs)."""
+    rows = []
+    for target, scores in zero_shot.items():
+        for seed, (score, on_en) in enumerate(zip(scores, source, strict=True), start=1):
+            common = {"encoder": "e", "task": "pos", "source": "en", "target": target,
+                      "seed": seed, "model": "src", "train_langs": "en",
+                      "run_id": f"run{seed}"}
+            rows.append(dict(common, eval_lang=target, eval_role="target", score=score))
+            rows.append(dict(common, eval_lang="en", eval_role="source", score=on_en))
+    return pd.DataFrame(rows)
+
+
+def test_pooled_seed_variance_counts_a_shared_run_once():
+    rows = _finetune_rows({"de": (0.60, 0.62, 0.64), "ru": (0.50, 0.50, 0.53)},
+                          source=(0.900, 0.902, 0.904))
+    zero_shot = pooled_seed_variance(rows, "src", "target").iloc[0]
+    # (0.0008 + 0.0006) / (2 + 2): each target around its own mean
+    assert zero_shot["variance"] == pytest.approx(3.5e-4)
+    assert (zero_shot["dof"], zero_shot["n_samples"]) == (4, 2)
+    source = pooled_seed_variance(rows, "src", "source").iloc[0]
+    # θ_src on English is the same three runs in both pairs: 2 degrees of freedom, not 4
+    assert source["variance"] == pytest.approx(4e-6)
+    assert (source["dof"], source["n_samples"]) == (2, 1)
+
+
+def test_variance_f_test_against_the_closed_form():
+    rows = _finetune_rows({"de": (0.60, 0.62, 0.64), "ru": (0.50, 0.50, 0.53)},
+                          source=(0.900, 0.902, 0.904))
+    out = variance_f_test(rows, ("src", "target"), ("src", "source")).iloc[0]
+    assert out["ratio"] == pytest.approx(87.5)
+    assert out["sd_num"] == pytest.approx(np.sqrt(3.5e-4))
+    assert out["sd_den"] == pytest.approx(0.002)
+    assert (out["dof_num"], out["dof_den"]) == (4, 2)
+    # F(d1, 2) has CDF (d1 x / (d1 x + 2)) ** (d1 / 2)
+    assert out["p_value"] == pytest.approx(1 - (350 / 352) ** 2)
+    # a single seed per sample leaves nothing to test
+    assert variance_f_test(rows.query("seed == 1"), ("src", "target"),
+                           ("src", "source")).empty
 
 
 def test_plateau_summary_on_hand_made_curves():

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import analysis
 from .settings import PLANE_2D, PLANES_1D
@@ -128,6 +129,52 @@ def finetune_seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
                 .agg(["mean", "std"]).reset_index())
     out = per_pair.groupby(keys)[["mean", "std"]].mean().reset_index()
     return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
+
+
+def pooled_seed_variance(finetune: pd.DataFrame, model: str, eval_role: str,
+                         by: Sequence[str] = ("task",)) -> pd.DataFrame:
+    """Return, per (`by`…), the variance across seeds of the raw dev score of `model`
+    ("src", "tgt", "bi") on `eval_role`'s dev set, pooled over the samples it has: one per
+    (encoder, training languages, dev language), so θ_src on the source, which every pair
+    shares, is one sample of its seeds and the zero-shot scores are one per target.
+    Σ squared deviations from each sample's mean / Σ (seeds − 1). Columns `variance`
+    (score², scores being fractions), `dof` (the divisor) and `n_samples` (those with two
+    seeds or more)."""
+    sample = ["encoder", "train_langs", "eval_lang"]
+    rows = finetune[(finetune["model"] == model) & (finetune["eval_role"] == eval_role)]
+    # A run scored on a dev set is one observation, however many pairs list it.
+    rows = rows.drop_duplicates([*by, *sample, "run_id"])
+    rows = rows.assign(dev=rows["score"] - rows.groupby([*by, *sample])["score"]
+                       .transform("mean"))
+    out = []
+    for key, g in rows.groupby(list(by)):
+        seeds = g.groupby(sample)["seed"].nunique()
+        dof = int((seeds - 1).sum())
+        out.append({**dict(zip(by, key, strict=True)),
+                    "variance": float((g["dev"] ** 2).sum() / dof) if dof else np.nan,
+                    "dof": dof, "n_samples": int((seeds > 1).sum())})
+    return pd.DataFrame(out, columns=[*by, "variance", "dof", "n_samples"])
+
+
+def variance_f_test(finetune: pd.DataFrame, numerator: tuple[str, str],
+                    denominator: tuple[str, str], by: Sequence[str] = ("task",)
+                    ) -> pd.DataFrame:
+    """Return, per (`by`…), the one-sided F test that the seed variance of `numerator`
+    ((model, eval_role), e.g. ("src", "target"): the zero-shot model) exceeds that of
+    `denominator`, each pooled over pairs (`pooled_seed_variance`): both standard
+    deviations (score units), the variance ratio, its degrees of freedom and the p-value
+    P(F ≥ ratio). Pairing the two on the same seeds is ignored, as a plain F test does."""
+    num = pooled_seed_variance(finetune, *numerator, by=by)
+    den = pooled_seed_variance(finetune, *denominator, by=by)
+    both = num.merge(den, on=list(by), suffixes=("_num", "_den"))
+    both = both[(both["dof_num"] > 0) & (both["dof_den"] > 0)]
+    ratio = both["variance_num"] / both["variance_den"]
+    return pd.DataFrame({
+        **{col: both[col] for col in by},
+        "sd_num": np.sqrt(both["variance_num"]), "sd_den": np.sqrt(both["variance_den"]),
+        "ratio": ratio, "dof_num": both["dof_num"], "dof_den": both["dof_den"],
+        "p_value": stats.f.sf(ratio, both["dof_num"], both["dof_den"]),
+    }).reset_index(drop=True)
 
 
 def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
