@@ -27,8 +27,8 @@ from xinterp_utils.summary import (
     one_d_summary,
     scope_comparison,
     surface_slopes,
-    variance_f_test,
     variance_summary,
+    zero_shot_variance_tests,
 )
 from xinterp_utils.tables import FINETUNE_COLUMNS, GEOMETRY_COLUMNS, profile_cells, read_table
 
@@ -66,27 +66,6 @@ def variance_at_zero(one_d: pd.DataFrame, role_of_line: pd.DataFrame,
     return variance
 
 
-# Claim 4's comparisons: the zero-shot model against θ_src on the source and against θ_bi
-# on the same target.
-ZERO_SHOT_AGAINST = {"θ_src on the source": ("src", "source"),
-                     "θ_bi on the target": ("bi", "target")}
-
-
-def seed_variance_tests(finetune: pd.DataFrame) -> pd.DataFrame:
-    """Return the F tests of Claim 4 (`summary.variance_f_test` of the zero-shot model
-    against each of ZERO_SHOT_AGAINST), per task pooled over pairs (`target` "all") and
-    per (task, target); sorted by task."""
-    parts = []
-    for name, other in ZERO_SHOT_AGAINST.items():
-        pooled = variance_f_test(finetune, ("src", "target"), other).assign(target="all")
-        per_pair = variance_f_test(finetune, ("src", "target"), other, by=("task", "target"))
-        parts += [df.assign(against=name) for df in (pooled, per_pair)]
-    out = pd.concat(parts, ignore_index=True)
-    return out[["task", "target", "against", "sd_num", "sd_den", "ratio", "dof_num",
-                "dof_den", "p_value"]].rename(columns={"sd_num": "sd_zero_shot",
-                                                       "sd_den": "sd_other"})
-
-
 def markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """Return `df` as a GitHub markdown table with floats rounded to `digits`."""
     cols = list(df.columns)
@@ -110,7 +89,7 @@ def report(profile) -> str:
         raw = (finetune.groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
         spread = finetune_seed_spread(finetune)
-        f_tests = seed_variance_tests(finetune)
+        f_tests = zero_shot_variance_tests(finetune)
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
     lines_1d = (one_d_summary(one_d, by=["task"])

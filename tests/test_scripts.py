@@ -160,6 +160,7 @@ def test_reproduction_report_tests_the_zero_shot_variance():
     from scipy import stats
 
     from xinterp_utils.profiles import load_profile
+    from xinterp_utils.summary import zero_shot_variance_tests
 
     report = _script("reproduction_report")
     finetune = pd.read_csv(REPO / "results" / "finetune.csv")
@@ -168,7 +169,7 @@ def test_reproduction_report_tests_the_zero_shot_variance():
     var_zero_shot = zero_shot.var().mean()  # equal seeds per target: pooled = mean
     var_source = xnli[(xnli.eval_role == "source") & (xnli.target == "de")]["score"].var()
     assert zero_shot.size().tolist() == [3, 3, 3]
-    tests = report.seed_variance_tests(finetune[finetune.task == "xnli"])
+    tests = zero_shot_variance_tests(finetune[finetune.task == "xnli"])
     row = tests[(tests.target == "all") & (tests.against == "θ_src on the source")].iloc[0]
     assert (row.dof_num, row.dof_den) == (6, 2)
     assert row.ratio == pytest.approx(var_zero_shot / var_source)

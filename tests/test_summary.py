@@ -15,6 +15,7 @@ from xinterp_utils.summary import (
     surface_slopes,
     variance_f_test,
     variance_summary,
+    zero_shot_variance_tests,
 )
 from xinterp_utils.sweep_rows import RESULT_COLUMNS
 
@@ -176,6 +177,13 @@ def test_variance_f_test_against_the_closed_form():
     assert (out["dof_num"], out["dof_den"]) == (4, 2)
     # F(d1, 2) has CDF (d1 x / (d1 x + 2)) ** (d1 / 2)
     assert out["p_value"] == pytest.approx(1 - (350 / 352) ** 2)
+    both = zero_shot_variance_tests(rows)  # no θ_bi rows: only the source comparison
+    assert both[["target", "against"]].values.tolist() == [
+        ["all", "θ_src on the source"], ["de", "θ_src on the source"],
+        ["ru", "θ_src on the source"]]
+    assert both.iloc[0]["ratio"] == pytest.approx(87.5)
+    one_target = zero_shot_variance_tests(rows[rows["target"] == "de"])
+    assert one_target["target"].tolist() == ["all"]  # not repeated per target
     # a single seed per sample leaves nothing to test
     assert variance_f_test(rows.query("seed == 1"), ("src", "target"),
                            ("src", "source")).empty

@@ -168,13 +168,39 @@ def variance_f_test(finetune: pd.DataFrame, numerator: tuple[str, str],
     den = pooled_seed_variance(finetune, *denominator, by=by)
     both = num.merge(den, on=list(by), suffixes=("_num", "_den"))
     both = both[(both["dof_num"] > 0) & (both["dof_den"] > 0)]
-    ratio = both["variance_num"] / both["variance_den"]
+    ratio = (both["variance_num"] / both["variance_den"]).astype(float)
     return pd.DataFrame({
         **{col: both[col] for col in by},
         "sd_num": np.sqrt(both["variance_num"]), "sd_den": np.sqrt(both["variance_den"]),
         "ratio": ratio, "dof_num": both["dof_num"], "dof_den": both["dof_den"],
-        "p_value": stats.f.sf(ratio, both["dof_num"], both["dof_den"]),
+        "p_value": stats.f.sf(ratio, both["dof_num"].astype(float),
+                              both["dof_den"].astype(float)),
     }).reset_index(drop=True)
+
+
+# Claim 4's comparisons: the zero-shot model against θ_src on the source and against θ_bi
+# on the same target.
+ZERO_SHOT_AGAINST = {"θ_src on the source": ("src", "source"),
+                     "θ_bi on the target": ("bi", "target")}
+
+
+def zero_shot_variance_tests(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Return the F tests of Claim 4 (`variance_f_test` of the zero-shot model
+    against each of ZERO_SHOT_AGAINST), per task pooled over pairs (`target` "all") and
+    per (task, target), sorted by task, comparison and target; standard deviations in
+    score units. Empty where no sample has two seeds."""
+    parts = []
+    for name, other in ZERO_SHOT_AGAINST.items():
+        pooled = variance_f_test(finetune, ("src", "target"), other).assign(target="all")
+        per_pair = variance_f_test(finetune, ("src", "target"), other, by=("task", "target"))
+        # a task with one target would repeat its pooled row
+        per_pair = per_pair[per_pair.groupby("task")["target"].transform("nunique") > 1]
+        parts += [df.assign(against=name) for df in (pooled, per_pair)]
+    out = pd.concat(parts, ignore_index=True).sort_values(["task", "against", "target"],
+                                                          ignore_index=True)
+    return out[["task", "target", "against", "sd_num", "sd_den", "ratio", "dof_num",
+                "dof_den", "p_value"]].rename(columns={"sd_num": "sd_zero_shot",
+                                                       "sd_den": "sd_other"})
 
 
 def plateau_summary(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
