@@ -90,23 +90,24 @@ def redraw_remedies(profile, results_root: str | os.PathLike, out_dir: str | os.
     if profile.remedy_settings() is None:
         log("fig11-fig13: skipped (remedies are off for this profile)")
         return []
-    coords, grid = plane_rows(profile, results_root), surface_rows(profile, results_root)
-    scores, lines = score_rows(profile, results_root), line_rows(profile, results_root)
-    # (figure, why it cannot be drawn or None, how to draw it)
-    plan = [
-        (11, "no plane_coords.csv rows" if coords.empty else
-         "no 2D grid for a remedy pair" if grid.empty else None,
-         lambda: draw_fig11(grid, coords, profile, out_dir)),
-        (12, "no remedies.csv rows of this profile" if scores.empty else None,
-         lambda: draw_fig12(scores, profile, out_dir)),
-        (13, "no remedy line rows of this profile" if lines.empty else None,
-         lambda: draw_fig13(lines, profile, out_dir)),
-    ]
     written = []
-    for number, missing, draw in plan:
-        if missing:
-            log(f"fig{number}: skipped ({missing})")
-        else:
-            draw()
-            written.append(number)
+    coords, grid = plane_rows(profile, results_root), surface_rows(profile, results_root)
+    if coords.empty or grid.empty:
+        log("fig11: skipped (" + ("no plane_coords.csv rows" if coords.empty else
+                                  "no 2D grid for a remedy pair") + ")")
+    else:
+        draw_fig11(grid, coords, profile, out_dir)
+        written.append(11)
+    scores = score_rows(profile, results_root)
+    if scores.empty:
+        log("fig12: skipped (no remedies.csv rows of this profile)")
+    else:
+        draw_fig12(scores, profile, out_dir)
+        written.append(12)
+    lines = line_rows(profile, results_root)
+    if lines.empty:
+        log("fig13: skipped (no remedy line rows of this profile)")
+    else:
+        draw_fig13(lines, profile, out_dir)
+        written.append(13)
     return written
