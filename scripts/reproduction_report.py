@@ -23,7 +23,9 @@ from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
 from xinterp_utils.settings import PLANE_2D, PLANES_1D, SCOPES
 from xinterp_utils.summary import (
+    endpoints_by_target,
     finetune_seed_spread,
+    geometry_by_target,
     one_d_summary,
     scope_comparison,
     surface_slopes,
@@ -83,13 +85,14 @@ def report(profile) -> str:
     one_d = rows[rows["plane"].isin(PLANES_1D)]
     finetune_path, geometry_path = results / "finetune.csv", results / "geometry.csv"
     raw = pd.DataFrame({"note": [f"{finetune_path.name} not written yet (notebook 01)"]})
-    spread = f_tests = raw
+    spread = f_tests = endpoints = raw
     if finetune_path.is_file():
         finetune = profile_cells(read_table(finetune_path, FINETUNE_COLUMNS), profile)
         raw = (finetune.groupby(["task", "model", "eval_role"])["score"]
                .agg(["mean", "std"]).reset_index())
         spread = finetune_seed_spread(finetune)
         f_tests = zero_shot_variance_tests(finetune)
+        endpoints = endpoints_by_target(finetune)
     # which dev set each (plane, line) is, as analysis.endpoint_view labelled the rows
     role_of_line = one_d[["plane", "line", "eval_role"]].drop_duplicates()
     lines_1d = (one_d_summary(one_d, by=["task"])
@@ -113,9 +116,11 @@ def report(profile) -> str:
     two_d = rows[rows["plane"] == PLANE_2D]
     slopes = surface_slopes(two_d) if not two_d.empty else pd.DataFrame()
     geo = pd.DataFrame({"note": [f"{geometry_path.name} not written yet (notebook 05)"]})
+    geo_by_pair = geo
     if geometry_path.is_file():
-        geo = (profile_cells(read_table(geometry_path, GEOMETRY_COLUMNS), profile)
-               .groupby("task")
+        geometry = profile_cells(read_table(geometry_path, GEOMETRY_COLUMNS), profile)
+        geo_by_pair = geometry_by_target(geometry)
+        geo = (geometry.groupby("task")
                [["norm_src", "norm_tgt", "ratio", "angle_deg"]].agg(["mean", "std"]))
         geo.columns = [f"{a}_{b}" for a, b in geo.columns]
         geo = geo.reset_index()
@@ -132,6 +137,10 @@ def report(profile) -> str:
         "", "Coverage (distinct targets and seeds with sweep rows):", "", markdown(n), "",
         "## Fine-tuned end-points (raw dev scores, mean and std over pairs and seeds)", "",
         markdown(raw), "",
+        ("Per target language, mean over seeds: θ_src and θ_bi on the source dev set; the "
+         "zero-shot model (θ_src), θ_tgt and θ_bi on the target dev set; `gap` = θ_bi − "
+         "zero-shot on the target."), "",
+        markdown(endpoints), "",
         "## 1D lines (normalised by θ_bi; α = 0 is the monolingual model, α = 1 is θ_bi)",
         "",
         ("`max_gap_to_line`: largest distance between the curve and the straight line "
@@ -159,6 +168,8 @@ def report(profile) -> str:
          "curve at the same α and seed."), "", markdown(scopes, digits=4), "",
         "## Geometry (App. B): ‖δ_src‖, ‖δ_tgt‖, ratio and angle (degrees)", "",
         markdown(geo), "",
+        "Per target language (means over seeds; `angle_std` across seeds, degrees):", "",
+        markdown(geo_by_pair), "",
     ]
     if not slopes.empty:
         parts += ["## Steepness of the 2D surface (Eq. 3), |∇ normalised score| per unit α",

@@ -177,3 +177,13 @@ def test_reproduction_report_tests_the_zero_shot_variance():
     assert set(tests.target) == {"all", "de", "ru", "zh"}
     text = report.report(load_profile("repro", ["tasks=[xnli]", "remedies=null"]))
     assert f"| xnli | all | θ_src on the source | {var_zero_shot ** 0.5:.4f} |" in text
+    # The per-target end-points: Chinese's zero-shot mean and gap, read straight from
+    # the CSV (the rows are `| task | target | src_on_source | bi_on_source | ...`).
+    xnli_all = finetune[finetune.task == "xnli"]
+    zh = xnli_all[(xnli_all.target == "zh") & (xnli_all.eval_role == "target")]
+    zero_shot_zh = zh[zh.model == "src"]["score"].mean()
+    gap_zh = zh[zh.model == "bi"]["score"].mean() - zero_shot_zh
+    line = next(row for row in text.splitlines() if row.startswith("| xnli | zh | 0."))
+    cells = line.strip("|").split("|")
+    assert float(cells[4]) == pytest.approx(zero_shot_zh, abs=5e-4)
+    assert float(cells[7]) == pytest.approx(gap_zh, abs=5e-4)

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from xinterp_utils.summary import (
+    endpoints_by_target,
     finetune_seed_spread,
+    geometry_by_target,
     one_d_summary,
     pooled_seed_variance,
     scope_comparison,
@@ -152,6 +154,39 @@ def _finetune_rows(zero_shot: dict, source: tuple) -> pd.DataFrame:
             rows.append(dict(common, eval_lang=target, eval_role="target", score=score))
             rows.append(dict(common, eval_lang="en", eval_role="source", score=on_en))
     return pd.DataFrame(rows)
+
+
+def test_endpoints_by_target_averages_each_model_over_seeds_per_target():
+    rows = _finetune_rows({"de": (0.60, 0.62, 0.64), "ru": (0.50, 0.50, 0.53)},
+                          source=(0.900, 0.902, 0.904))
+    # θ_bi on German for two seeds only; nothing for θ_tgt or for θ_bi on Russian yet
+    for seed, score in ((1, 0.70), (2, 0.74)):
+        rows.loc[len(rows)] = {"encoder": "e", "task": "pos", "source": "en",
+                               "target": "de", "seed": seed, "model": "bi",
+                               "train_langs": "en+de", "run_id": f"bi{seed}",
+                               "eval_lang": "de", "eval_role": "target", "score": score}
+    out = endpoints_by_target(rows).set_index("target")
+    assert out.loc["de", "zero_shot"] == pytest.approx(0.62)
+    assert out.loc["ru", "zero_shot"] == pytest.approx(1.53 / 3)
+    assert out.loc["de", "src_on_source"] == pytest.approx(0.902)
+    assert out.loc["de", "bi_on_target"] == pytest.approx(0.72)
+    assert out.loc["de", "gap"] == pytest.approx(0.10)
+    assert np.isnan(out.loc["ru", "bi_on_target"]) and np.isnan(out.loc["ru", "gap"])
+    assert out["tgt_on_target"].isna().all()
+    assert out["n_seeds"].tolist() == [3, 3]
+
+
+def test_geometry_by_target_means_and_angle_spread_per_target():
+    geometry = pd.DataFrame({
+        "task": "ner", "target": ["de", "de", "zh", "zh"], "seed": [1, 2, 1, 2],
+        "norm_src": [10.0, 12.0, 11.0, 11.0], "norm_tgt": [10.0, 10.0, 12.0, 14.0],
+        "ratio": [1.0, 1.2, 11 / 12, 11 / 14], "angle_deg": [50.0, 54.0, 60.0, 60.0]})
+    out = geometry_by_target(geometry).set_index("target")
+    assert out.loc["de", "norm_src"] == pytest.approx(11.0)
+    assert out.loc["zh", "ratio"] == pytest.approx((11 / 12 + 11 / 14) / 2)
+    assert out.loc["de", "angle_std"] == pytest.approx(np.sqrt(8.0))
+    assert out.loc["zh", "angle_std"] == pytest.approx(0.0)
+    assert out["n_seeds"].tolist() == [2, 2]
 
 
 def test_pooled_seed_variance_counts_a_shared_run_once():

@@ -131,6 +131,41 @@ def finetune_seed_spread(finetune: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"std": "seed_std"}).assign(cv=lambda d: d.seed_std / d["mean"])
 
 
+# (model, dev set) of each end-point column, in the order the paper discusses them.
+ENDPOINT_COLUMNS = {"src_on_source": ("src", "source"), "bi_on_source": ("bi", "source"),
+                    "zero_shot": ("src", "target"), "tgt_on_target": ("tgt", "target"),
+                    "bi_on_target": ("bi", "target")}
+
+
+def endpoints_by_target(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (task, target) of `finetune.csv` rows, each fine-tuned end-point's raw
+    dev score averaged over seeds (`ENDPOINT_COLUMNS`, fractions like the scores), the
+    zero-shot gap `bi_on_target − zero_shot`, and `n_seeds` (seeds with a zero-shot
+    score); a column is NaN where its model is not trained yet."""
+    keys = ["task", "target"]
+    out = finetune[keys].drop_duplicates().set_index(keys)
+    for column, (model, role) in ENDPOINT_COLUMNS.items():
+        hit = finetune[(finetune["model"] == model) & (finetune["eval_role"] == role)]
+        out[column] = hit.groupby(keys)["score"].mean()
+    out["gap"] = out["bi_on_target"] - out["zero_shot"]
+    zero_shot = finetune[(finetune["model"] == "src") & (finetune["eval_role"] == "target")]
+    out["n_seeds"] = zero_shot.groupby(keys)["seed"].nunique()
+    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    return out.reset_index().sort_values(keys, ignore_index=True)
+
+
+def geometry_by_target(geometry: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (task, target) of `geometry.csv` rows, ‖δ_src‖ and ‖δ_tgt‖ (L2 norms
+    of the fine-tuning updates), their ratio and the angle between them (degrees), each
+    averaged over seeds, with the angle's standard deviation across seeds (degrees)."""
+    keys = ["task", "target"]
+    grouped = geometry.groupby(keys)
+    out = grouped[["norm_src", "norm_tgt", "ratio", "angle_deg"]].mean()
+    out["angle_std"] = grouped["angle_deg"].std()
+    out["n_seeds"] = grouped["seed"].nunique()
+    return out.reset_index()
+
+
 def pooled_seed_variance(finetune: pd.DataFrame, model: str, eval_role: str,
                          by: Sequence[str] = ("task",)) -> pd.DataFrame:
     """Return, per (`by`…), the variance across seeds of the raw dev score of `model`
