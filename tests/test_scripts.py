@@ -81,6 +81,16 @@ def test_reproduction_report_of_one_seed_says_why_it_has_no_variance():
     assert f"| pos | bi | target | {pos['score'].iloc[0]:.3f} |" in text
 
 
+def test_committed_claims_report_is_the_report_of_the_committed_results():
+    # results/claims.md is what REPRODUCTION.md quotes: it must be regenerated whenever
+    # the committed results change (scripts/reproduce_offline.sh does, stage 4).
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("reproduction_report")
+    committed = (REPO / "results" / "claims.md").read_text()
+    assert report.report(load_profile("repro")) == committed
+
+
 def test_variance_at_zero_compares_target_and_source_across_seeds():
     # Seed 1's committed POS en-de Eq. 1 line, and a seed 2 equal to it except at α = 0,
     # where its scores are 0.98 (source) and 0.90 (target) of seed 1's.
