@@ -188,3 +188,21 @@ def test_remedies_report_is_written_from_the_results(smoke_run, tmp_path):
     assert text.count("\n| task |") >= 4
     assert module.main([*args[:-1], str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == text  # deterministic
+
+
+def test_only_reruns_the_named_notebooks_on_the_results_there(smoke_run):
+    # `run_all.sh --only 05`: after a full run, one notebook reruns alone, on the results
+    # the others wrote, and replaces only its own executed copy.
+    out, executed = smoke_run
+    others = {p.name: p.stat().st_mtime_ns for p in executed if not p.name.startswith("05")}
+    overrides = [f"checkpoints={out / 'checkpoints'}", f"results={out / 'results'}",
+                 f"figures={out / 'figures'}"]
+    again = run("smoke", overrides, only=["05"], out_dir=out / "executed")
+    assert [p.name for p in again] == ["05_norm_angle.ipynb"]
+    nb = json.loads(again[0].read_text())
+    assert not [o for c in nb["cells"] for o in c.get("outputs", [])
+                if o.get("output_type") == "error"]
+    assert {p.name: p.stat().st_mtime_ns for p in executed
+            if not p.name.startswith("05")} == others
+    with pytest.raises(ValueError, match=r"only=\['7'\]"):
+        run("smoke", overrides, only=["05", "7"], out_dir=out / "executed")

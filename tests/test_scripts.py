@@ -197,3 +197,19 @@ def test_reproduction_report_tests_the_zero_shot_variance():
     cells = line.strip("|").split("|")
     assert float(cells[4]) == pytest.approx(zero_shot_zh, abs=5e-4)
     assert float(cells[7]) == pytest.approx(gap_zh, abs=5e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["smoke", "--only", "07"], "--only 07 matches no notebook in notebooks/"),
+    (["smoke", "--only"], "--only needs notebook prefixes"),
+    (["--only", "04", "--fast"], "unknown option --fast"),
+])
+def test_run_all_refuses_bad_options_before_any_work(args, message, tmp_path):
+    # Checked before the environment, the encoders or any notebook: nothing is written.
+    import subprocess
+
+    done = subprocess.run(["bash", str(REPO / "run_all.sh"), *args], check=False,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "run_all: profile" not in done.stdout  # it stopped before preparing

@@ -229,10 +229,17 @@ def execute_notebook(
 
 def run(profile: str, overrides: list[str], *, only: list[str] | None = None,
         out_dir: Path | None = None) -> list[Path]:
-    """Execute the notebooks in order with `profile` and `overrides`; return the executed
-    copies' paths (in `out_dir`, by default `notebooks/executed/<profile>/`)."""
+    """Execute the notebooks in order with `profile` and `overrides` (only those whose
+    names start with a prefix in `only`, when given); return the executed copies' paths
+    (in `out_dir`, by default `notebooks/executed/<profile>/`). Raise ValueError when a
+    prefix in `only` matches no notebook, before executing any."""
     out_dir = out_dir or executed_dir(profile)
     done, times = [], {}
+    names = [s.name for s in notebook_paths()]
+    unmatched = [o for o in only or [] if not any(n.startswith(o) for n in names)]
+    if unmatched:
+        raise ValueError(f"only={unmatched}: no notebook name starts with that; the "
+                         f"notebooks are {names}")
     sources = [s for s in notebook_paths()
                if not only or any(s.name.startswith(o) for o in only)]
     for k, source in enumerate(sources, 1):
