@@ -31,9 +31,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 set -- ${overrides[@]+"${overrides[@]}"}
-for prefix in ${only[@]+"${only[@]}"}; do  # before any work: a typo must not cost a prepare
-    if ! compgen -G "notebooks/${prefix}*.ipynb" > /dev/null; then
-        echo "run_all: --only $prefix matches no notebook in notebooks/ ($(cd notebooks && echo 0[0-9]_*.ipynb))" >&2
+# Checked here, before any work, so that a typo does not cost a prepare; the same
+# numbered notebooks as notebooks.notebook_paths.
+notebooks=(notebooks/0[0-9]_*.ipynb)
+for prefix in ${only[@]+"${only[@]}"}; do
+    found=
+    for path in "${notebooks[@]}"; do [[ "${path#notebooks/}" == "$prefix"* ]] && found=1; done
+    if [ -z "$found" ]; then
+        echo "run_all: --only $prefix matches no notebook in notebooks/ (${notebooks[*]#notebooks/})" >&2
         exit 2
     fi
 done

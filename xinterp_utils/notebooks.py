@@ -235,13 +235,12 @@ def run(profile: str, overrides: list[str], *, only: list[str] | None = None,
     prefix in `only` matches no notebook, before executing any."""
     out_dir = out_dir or executed_dir(profile)
     done, times = [], {}
-    names = [s.name for s in notebook_paths()]
-    unmatched = [o for o in only or [] if not any(n.startswith(o) for n in names)]
+    paths = notebook_paths()
+    unmatched = [o for o in only or [] if not any(p.name.startswith(o) for p in paths)]
     if unmatched:
         raise ValueError(f"only={unmatched}: no notebook name starts with that; the "
-                         f"notebooks are {names}")
-    sources = [s for s in notebook_paths()
-               if not only or any(s.name.startswith(o) for o in only)]
+                         f"notebooks are {[p.name for p in paths]}")
+    sources = [p for p in paths if not only or any(p.name.startswith(o) for o in only)]
     for k, source in enumerate(sources, 1):
         output = out_dir / source.name
         print(f"run_all: notebook {k}/{len(sources)} {source.name} …", flush=True)
