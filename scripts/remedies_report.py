@@ -75,10 +75,10 @@ def report(profile, results: Path) -> str:
 
     out += ["## Target score and its variance against k", "",
             ("Per model and k: the mean raw target dev score (`mean_score`), the mean score "
-            "divided by the same seed's θ_bi score (`mean_norm`), and the variance of that "
-            "normalised score across seeds at a fixed draw (`var_seeds`, as the paper's Fig. 5"
-            " measures it), across draws at a fixed seed (`var_draws`) and across all models "
-            "(`var_all`). Zero-shot is k = 0."), ""]
+            "divided by the same seed's θ_bi score (`mean_norm`), and the variance of the raw "
+            "target score across seeds at a fixed draw (`var_seeds`, as the paper's Fig. 5 and"
+            " Claim 4 measure it), across draws at a fixed seed (`var_draws`) and across all "
+            "models (`var_all`), in squared score units. Zero-shot is k = 0."), ""]
     variance = variance_by_k(scores) if not scores.empty else pd.DataFrame()
     out += [_table(variance.drop(columns=["encoder"], errors="ignore"), 4) or missing, ""]
 

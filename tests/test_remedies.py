@@ -143,14 +143,19 @@ def test_variance_by_k_separates_seeds_and_draws():
     assert set(scores["model"]) == {"zero-shot", "few-shot", "bi"}
     table = remedy_summary.variance_by_k(scores).set_index("model")
     few = scores[scores["model"] == "few-shot"]
-    norm = few.set_index(["seed", "draw"])["norm_score"]
-    seeds = np.mean([np.var([norm[(1, d)], norm[(2, d)]], ddof=1) for d in (1, 2)])
-    draws = np.mean([np.var([norm[(s, 1)], norm[(s, 2)]], ddof=1) for s in (1, 2)])
+    raw = few.set_index(["seed", "draw"])["score"]
+    seeds = np.mean([np.var([raw[(1, d)], raw[(2, d)]], ddof=1) for d in (1, 2)])
+    draws = np.mean([np.var([raw[(s, 1)], raw[(s, 2)]], ddof=1) for s in (1, 2)])
+    assert seeds == pytest.approx(0.01 ** 2 / 2) and draws == pytest.approx(0.1 ** 2 / 2)
     assert table.loc["few-shot", "var_seeds"] == pytest.approx(seeds)
     assert table.loc["few-shot", "var_draws"] == pytest.approx(draws)
-    assert table.loc["zero-shot", "var_seeds"] == pytest.approx(
-        np.var([0.5 / 0.9, 0.3 / 0.8], ddof=1))
+    assert table.loc["few-shot", "var_all"] == pytest.approx(np.var(raw, ddof=1))
+    assert table.loc["zero-shot", "var_seeds"] == pytest.approx(np.var([0.5, 0.3], ddof=1))
     assert np.isnan(table.loc["zero-shot", "var_draws"])
+    # θ_bi's seed variance is its raw scores' (0.9, 0.8), not 0 as its normalised one.
+    assert table.loc["bi", "var_seeds"] == pytest.approx(np.var([0.9, 0.8], ddof=1))
+    assert table.loc["few-shot", "mean_norm"] == pytest.approx(
+        few["norm_score"].mean())
     assert table.loc["bi", "mean_norm"] == 1.0
     assert list(table.index) == ["zero-shot", "few-shot", "bi"]
 

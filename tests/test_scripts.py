@@ -91,6 +91,16 @@ def test_committed_claims_report_is_the_report_of_the_committed_results():
     assert report.report(load_profile("repro")) == committed
 
 
+def test_committed_remedies_report_is_the_report_of_the_committed_results():
+    # REMEDIES.md holds notebook 06's tables, which REPRODUCTION.md's remedies section
+    # interprets: it must be regenerated whenever the committed remedy results change.
+    from xinterp_utils.profiles import load_profile
+
+    report = _script("remedies_report")
+    committed = (REPO / "REMEDIES.md").read_text()
+    assert report.report(load_profile("repro"), REPO / "results") == committed
+
+
 def test_variance_at_zero_compares_target_and_source_across_seeds():
     # Seed 1's committed POS en-de Eq. 1 line, and a seed 2 equal to it except at α = 0,
     # where its scores are 0.98 (source) and 0.90 (target) of seed 1's.

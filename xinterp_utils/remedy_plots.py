@@ -93,8 +93,9 @@ def fig12_target_vs_k(scores: pd.DataFrame, variance: pd.DataFrame,
                       fig_number: int = 12) -> Figure:
     """Return fig12: per task (rows), left: the normalised target score of every model
     (`remedy_summary.target_scores`; one dot per seed and draw, the bar its mean) for
-    zero-shot, few-shot by k, silver and θ_bi; right: its variance across seeds (at a
-    fixed draw) and across draws (at a fixed seed) (`remedy_summary.variance_by_k`)."""
+    zero-shot, few-shot by k, silver and θ_bi; right: the variance of the raw target score
+    across seeds (at a fixed draw) and across draws (at a fixed seed)
+    (`remedy_summary.variance_by_k`)."""
     tasks = sorted(set(scores["task"]))
     if not tasks:
         raise ValueError(f"figure {fig_number}: no target scores")
@@ -127,7 +128,7 @@ def fig12_target_vs_k(scores: pd.DataFrame, variance: pd.DataFrame,
                     vax.bar(x + shift, value, width, color=color,
                             label=name if x == 0 or col == "var_draws" else None)
         vax.set_xticks(range(len(cats)), [_cat_label(*c) for c in cats])
-        vax.set_ylabel("variance of the\nnormalised target score")
+        vax.set_ylabel("variance of the\nraw target score")
     handles, labels = [], []
     for ax in axes[:, 1]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):

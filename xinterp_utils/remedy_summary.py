@@ -57,16 +57,19 @@ def _var(values: pd.Series) -> float:
 def variance_by_k(scores: pd.DataFrame) -> pd.DataFrame:
     """Return, per (encoder, task, pair, model, k) of `target_scores` rows, the mean
     raw target score (`mean_score`, a fraction), the mean normalised one (`mean_norm`)
-    and three variances of the normalised score (unitless, ddof = 1): across seeds at a
+    and three variances of the raw target score (fraction², ddof = 1): across seeds at a
     fixed draw, averaged over draws (`var_seeds`); across draws at a fixed seed,
     averaged over seeds (`var_draws`, NaN for models without draws); across every
     (seed, draw) model (`var_all`); with the counts `n_seeds`, `n_draws`, `n_models`.
     Zero-shot is k = 0; variances are NaN where fewer than two values exist."""
+    # Raw scores, as Claim 4 (notebook 04) compares variances: divided by its own seed's
+    # θ_bi score, θ_bi's variance would be 0 by construction and the comparison the
+    # hypothesis needs (remedy models' seed variance against θ_bi's) would be lost.
     out = []
     keys = [*PAIR, "model", "k"]
     for key, g in scores.groupby(keys, dropna=False, sort=False):
-        by_draw = [_var(d["norm_score"]) for _, d in g.groupby(g["draw"].fillna(-1))]
-        by_seed = [_var(s["norm_score"]) for _, s in g.groupby("seed")] \
+        by_draw = [_var(d["score"]) for _, d in g.groupby(g["draw"].fillna(-1))]
+        by_seed = [_var(s["score"]) for _, s in g.groupby("seed")] \
             if g["draw"].notna().any() else []
         out.append({**dict(zip(keys, key, strict=True)),
                     "mean_score": float(g["score"].mean()),
@@ -75,7 +78,7 @@ def variance_by_k(scores: pd.DataFrame) -> pd.DataFrame:
                     else np.nan,
                     "var_draws": float(np.nanmean(by_seed)) if by_seed
                     and np.isfinite(by_seed).any() else np.nan,
-                    "var_all": _var(g["norm_score"]),
+                    "var_all": _var(g["score"]),
                     "n_seeds": g["seed"].nunique(), "n_draws": int(g["draw"].nunique()),
                     "n_models": len(g)})
     table = pd.DataFrame(out)
