@@ -23,6 +23,8 @@ from xinterp_utils.remedy_summary import (
     line_summary,
     plane_summary,
     slopes_at_models,
+    step_summary,
+    steps_from_src,
     variance_by_k,
 )
 from xinterp_utils.remedy_tables import in_cells, read_remedy_table
@@ -31,13 +33,18 @@ MISSING = "_No rows yet: run notebook 06 (`./run_all.sh {profile}`)._"
 
 
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """Return `frame` as a Markdown table, floats rounded to `digits`."""
+    """Return `frame` as a Markdown table: floats rounded to `digits`, variances (`var_…`,
+    squared scores, often below 1e-4) to 3 significant digits, missing values empty."""
     if frame.empty:
         return ""
     shown = frame.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+            form = "{:.3g}" if col.startswith("var_") else f"{{:.{digits}f}}"
+            shown[col] = shown[col].map(lambda v, f=form: "" if pd.isna(v) else f.format(v))
+        else:
+            shown[col] = shown[col].map(lambda v: "" if v is None or v is pd.NA
+                                        or (isinstance(v, float) and pd.isna(v)) else v)
     lines = ["| " + " | ".join(map(str, shown.columns)) + " |",
              "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
@@ -71,7 +78,8 @@ def report(profile, results: Path) -> str:
                 .agg(models=("run_id", "nunique"), batch=("batch_size", "first"),
                      passes=("shot_passes", "first"), epochs=("epochs", "first"),
                      steps=("total_steps", "first"), lr=("lr", "first")).reset_index())
-    out += [_table(runs, 6) or missing, ""]
+        runs["k"] = pd.to_numeric(runs["k"]).round().astype("Int64")
+    out += [_table(runs, 4) or missing, ""]
 
     out += ["## Target score and its variance against k", "",
             ("Per model and k: the mean raw target dev score (`mean_score`), the mean score "
@@ -96,6 +104,18 @@ def report(profile, results: Path) -> str:
             "offset θ − θ_bi outside the plane (0: in the plane; 1: orthogonal to it)."), ""]
     coords = remedy_figures.plane_rows(profile, results)
     out += [_table(plane_summary(coords).drop(columns=["encoder"])) if not coords.empty
+            else missing, ""]
+    out += [("The step each model took from θ_src: ‖θ − θ_src‖ as a fraction of ‖δ_src‖ = "
+             "‖θ_src − θ_bi‖ (`step_rel`), and the share of that step orthogonal to the "
+             "plane (`step_outside_fraction`, ‖r‖ / ‖θ − θ_src‖), from the coordinates and "
+             "`geometry.csv`'s ‖δ_src‖, ‖δ_tgt‖ and cosine for the same checkpoints. A "
+             "direction drawn at random among the parameters would have a share of almost "
+             "exactly 1."), ""]
+    geometry_path = results / "geometry.csv"
+    steps = (steps_from_src(coords, pd.read_csv(geometry_path, dtype={
+        "ckpt_src": str, "ckpt_tgt": str, "ckpt_bi": str}))
+        if not coords.empty and geometry_path.is_file() else pd.DataFrame())
+    out += [_table(step_summary(steps).drop(columns=["encoder"])) if not steps.empty
             else missing, ""]
 
     out += ["## Steepness of the 2D surfaces where they land", "",

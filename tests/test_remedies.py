@@ -187,3 +187,40 @@ def test_line_summary_measures_dips():
     out = remedy_summary.line_summary(rows).iloc[0]
     assert (out["at_0"], out["at_1"], out["min_0_1"]) == (0.8, 0.8, 0.5)
     assert out["max_gap_to_line"] == pytest.approx(0.3)
+
+
+def test_step_from_src_matches_a_direct_computation():
+    # Three end-points and a model in a 50-dimensional space; the step is measured by
+    # plane_projection's coordinates and the geometry's norms, then directly.
+    import torch
+
+    from xinterp_utils.plane import plane_projection
+
+    gen = torch.Generator().manual_seed(0)
+    bi, src, tgt = (torch.randn(50, generator=gen, dtype=torch.float64) for _ in range(3))
+    theta = src + 0.3 * (bi - src) + 0.5 * torch.randn(50, generator=gen,
+                                                          dtype=torch.float64)
+    where = plane_projection({"w": bi}, {"w": src}, {"w": tgt}, {"w": theta})
+    ds, dt = src - bi, tgt - bi
+    cell = {"encoder": "e", "task": "pos", "source": "en", "target": "de", "seed": 1,
+            "scope": "all", "ckpt_src": "s", "ckpt_tgt": "t", "ckpt_bi": "b"}
+    coords = pd.DataFrame([{**cell, "remedy": "fewshot", "k": 10, "draw": 1, **where}])
+    geometry = pd.DataFrame([{**cell, "norm_src": float(ds.norm()),
+                              "norm_tgt": float(dt.norm()),
+                              "cos": float(ds @ dt / (ds.norm() * dt.norm()))},
+                             {**cell, "ckpt_bi": "other", "norm_src": 1.0, "norm_tgt": 1.0,
+                              "cos": 0.0}])
+    out = remedy_summary.steps_from_src(coords, geometry)
+    assert len(out) == 1
+    step = float((theta - src).norm())
+    # The residual of θ − θ_bi off the plane is also the residual of θ − θ_src.
+    A = torch.stack([ds, dt], dim=1)
+    coef = torch.linalg.lstsq(A, (theta - src).unsqueeze(1)).solution
+    residual = float((theta - src - (A @ coef).squeeze(1)).norm())
+    assert out.loc[0, "step_norm"] == pytest.approx(step, rel=1e-9)
+    assert out.loc[0, "step_rel"] == pytest.approx(step / float(ds.norm()), rel=1e-9)
+    assert out.loc[0, "step_outside_fraction"] == pytest.approx(residual / step, rel=1e-9)
+    assert 0.2 < out.loc[0, "step_outside_fraction"] < 0.99
+    summary = remedy_summary.step_summary(out)
+    assert summary.loc[0, "step_rel"] == pytest.approx(step / float(ds.norm()), rel=1e-9)
+    assert summary.loc[0, "n"] == 1

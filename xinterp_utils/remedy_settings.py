@@ -173,7 +173,8 @@ def remedy_plan_line(profile) -> str | None:
     lines = cells * (len(settings.k) * min(settings.line_draws, settings.draws)
                      + (1 if settings.silver else 0))
     points = lines * len(settings.alphas)
-    return (f"remedies (notebook 06): {cells} cell(s): {fewshot} few-shot runs (k "
-            f"{list(settings.k)} x {settings.draws} draws), {silver} silver runs "
+    return (f"remedies (notebook 06): {cells} cell(s): up to {fewshot} few-shot runs (k "
+            f"{list(settings.k)} x {settings.draws} draws; a k above a target's training "
+            f"pool runs once, capped), {silver} silver runs "
             f"(each the size of a θ_bi run), {lines} lines x {len(settings.alphas)} points = "
             f"{points} evaluated models on 2 dev sets; not in the estimate below")

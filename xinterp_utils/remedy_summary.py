@@ -101,6 +101,38 @@ def plane_summary(coords: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def steps_from_src(coords: pd.DataFrame, geometry: pd.DataFrame) -> pd.DataFrame:
+    """Return `coords` (plane_coords rows) with the step each remedy model took from
+    θ_src: `step_norm` ‖θ − θ_src‖ (parameter units, the coordinates' scope), `step_rel`
+    that length over ‖δ_src‖ = ‖θ_src − θ_bi‖ (unitless), and `step_outside_fraction`
+    ‖r‖ / ‖θ − θ_src‖, the share of the step orthogonal to the plane (0: the step stays in
+    the plane). ‖δ_src‖, ‖δ_tgt‖ and their cosine come from the `geometry.csv` row of the
+    same three checkpoints and scope; models without one are dropped."""
+    ends = ["ckpt_src", "ckpt_tgt", "ckpt_bi"]
+    geo = geometry[[*CELL, "scope", *ends, "norm_src", "norm_tgt", "cos"]]
+    rows = coords.merge(geo, on=[*CELL, "scope", *ends])
+    # θ − θ_src = (α1 − 1)·δ_src + α2·δ_tgt + r, with r orthogonal to both δ.
+    a, b = rows["alpha1"] - 1.0, rows["alpha2"]
+    in_plane_sq = ((a * rows["norm_src"]) ** 2 + (b * rows["norm_tgt"]) ** 2
+                   + 2 * a * b * rows["norm_src"] * rows["norm_tgt"] * rows["cos"])
+    step = np.sqrt(in_plane_sq.clip(lower=0) + rows["residual_norm"] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out_share = np.where(step > 0, rows["residual_norm"] / step, np.nan)
+    return rows.assign(step_norm=step, step_rel=step / rows["norm_src"],
+                       step_outside_fraction=out_share).drop(
+        columns=["norm_src", "norm_tgt", "cos"])
+
+
+def step_summary(steps: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (encoder, task, pair, remedy, k), the means over seeds and draws of
+    `steps_from_src`'s `step_rel` and `step_outside_fraction` (unitless), with `n`."""
+    rows = steps.assign(k=_int_column(steps["k"]))
+    return (rows.groupby([*PAIR, "remedy", "k"], dropna=False)
+            .agg(step_rel=("step_rel", "mean"),
+                 step_outside_fraction=("step_outside_fraction", "mean"),
+                 n=("step_rel", "size")).reset_index())
+
+
 def _bilinear(a1: np.ndarray, a2: np.ndarray, z: np.ndarray, x: float, y: float) -> float:
     """Return z (shape len(a2) × len(a1)) interpolated bilinearly at (x, y); NaN
     outside the grid."""
