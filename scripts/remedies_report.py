@@ -22,6 +22,7 @@ from xinterp_utils.profiles import load_profile
 from xinterp_utils.remedy_summary import (
     line_summary,
     plane_summary,
+    rerun_summary,
     slopes_at_models,
     step_summary,
     steps_from_src,
@@ -117,6 +118,13 @@ def report(profile, results: Path) -> str:
         if not coords.empty and geometry_path.is_file() else pd.DataFrame())
     out += [_table(step_summary(steps).drop(columns=["encoder"])) if not steps.empty
             else missing, ""]
+    out += [("A yardstick for the outside fraction (`plane_reruns.csv`): the other seeds' "
+             "θ_src, θ_tgt and θ_bi, independent runs of the same recipes, placed in each "
+             "seed's plane; means over (seed, other seed) pairs."), ""]
+    reruns = in_cells(read_remedy_table(results, "reruns"), settings.cells(profile))
+    reruns = reruns[reruns["scope"] == profile.scope] if len(reruns) else reruns
+    out += [_table(rerun_summary(reruns).drop(columns=["encoder"])) if not reruns.empty
+            else missing + " (needs two seeds or more)", ""]
 
     out += ["## Steepness of the 2D surfaces where they land", "",
             ("|∇ score| of the normalised Eq. 3 surface (fraction of θ_bi's score per unit α) at "

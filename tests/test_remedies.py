@@ -224,3 +224,49 @@ def test_step_from_src_matches_a_direct_computation():
     summary = remedy_summary.step_summary(out)
     assert summary.loc[0, "step_rel"] == pytest.approx(step / float(ds.norm()), rel=1e-9)
     assert summary.loc[0, "n"] == 1
+
+
+def test_rerun_yardstick_places_the_other_seeds_end_points_in_each_plane(
+        tmp_path, trained_pos_pair):
+    # Seed 3 (the session's pair) and a real seed 4 of the same tiny recipe: each seed's
+    # plane gets the other seed's three end-points, computed as plane_projection does
+    # directly; a second call with the rows done computes nothing.
+    from xinterp_utils.checkpoints import finished_model_path, relative_run_dir
+    from xinterp_utils.config import pair_configs
+    from xinterp_utils.embedding_store import read_model_state
+    from xinterp_utils.interpolate import interpolated_names
+    from xinterp_utils.plane import plane_projection
+    from xinterp_utils.remedies import rerun_plane_table
+    from xinterp_utils.remedy_tables import RERUN_COLUMNS
+
+    from .conftest import TINY_ENCODER, TINY_HPARAMS
+
+    root, seed3, _ = trained_pos_pair
+    seed4 = pair_configs(TINY_ENCODER, "pos", "en", "de", seed=4, **TINY_HPARAMS)
+    for config in seed4.values():
+        train(config, root, progress=False)
+    tiny = [f"{k}={v}" for k, v in TINY_HPARAMS.items()]
+    profile = load_profile("smoke", ["tasks=[pos]", "pairs=[en-de]", "seeds=[3, 4]",
+                                     f"encoders=[{TINY_ENCODER}]", *tiny,
+                                     "remedies={k: [4], draws: 1}"])
+    assert pair_configs(TINY_ENCODER, "pos", "en", "de", 3,
+                        **profile.train_hparams("pos")) == seed3  # the same runs
+    table = rerun_plane_table(profile, root, "all")
+    assert list(table.columns) == RERUN_COLUMNS and len(table) == 6
+
+    def state(config):
+        return read_model_state(finished_model_path(root, relative_run_dir(config)))
+
+    row = table[(table["seed"] == 4) & (table["model"] == "bi")].iloc[0]
+    assert row["other_seed"] == 3 and row["run_id"] == seed3["bi"].run_hash()
+    assert row["ckpt_src"] == seed4["src"].run_hash()
+    own = {role: state(c) for role, c in seed4.items()}
+    direct = plane_projection(own["bi"], own["src"], own["tgt"], state(seed3["bi"]),
+                              interpolated_names(own["bi"], "all"))
+    for key in ("alpha1", "alpha2", "outside_fraction", "offset_norm"):
+        assert row[key] == pytest.approx(direct[key], rel=1e-9), key
+    # An independent rerun is neither in the plane nor orthogonal to it.
+    assert (table["outside_fraction"] > 0.01).all() and (table["outside_fraction"] < 1).all()
+    assert rerun_plane_table(profile, root, "all", done=table).empty
+    summary = remedy_summary.rerun_summary(table)
+    assert list(summary["model"]) == ["src", "tgt", "bi"] and (summary["n"] == 2).all()

@@ -37,6 +37,7 @@ from .remedy_tables import (
     CELL,
     PLANE_COLUMNS,
     REMEDY_COLUMNS,
+    RERUN_COLUMNS,
     SILVER_COLUMNS,
     read_remedy_table,
 )
@@ -237,6 +238,53 @@ def plane_table(runs: list[RemedyRun], checkpoint_root: str | Path, scope: str) 
                          "run_id": run.config.run_hash(),
                          **{f"ckpt_{r}": ends[r].run_hash() for r in ("src", "tgt", "bi")}})
     return pd.DataFrame(rows, columns=PLANE_COLUMNS)
+
+
+def rerun_plane_table(profile, checkpoint_root: str | Path, scope: str,
+                      done: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return the yardstick for `plane_table`'s outside fraction (`RERUN_COLUMNS`): for
+    each remedy cell, θ_src, θ_tgt and θ_bi of every other seed of the profile's remedy
+    cells (same encoder, task and pair) placed in the plane of the cell's own end-points
+    (`plane.plane_projection`, the parameters of `scope`). Those are independent runs
+    of the same recipes, so their outside fraction is what "off the plane" means for a
+    model that the plane's runs did not produce. Cells whose rows are all in `done` for
+    the same checkpoints are skipped; empty with fewer than two seeds."""
+    by_pair: dict[tuple, dict[int, dict[str, TrainConfig]]] = {}
+    for cell in remedy_cells(profile):
+        ends = pair_configs(*cell, **profile.train_hparams(cell[1]))
+        by_pair.setdefault(cell[:4], {})[cell[4]] = ends
+    have = set()
+    if done is not None and len(done):
+        have = {tuple(str(v) for v in r) for r in
+                done[[*CELL, "other_seed", "model", "scope", "run_id", "ckpt_bi"]]
+                .itertuples(index=False)}
+
+    def wanted(cell, other, role, config, ends):
+        return tuple(str(v) for v in (*cell, other, role, scope, config.run_hash(),
+                                      ends["bi"].run_hash())) not in have
+
+    def state(config):
+        return read_model_state(finished_model_path(checkpoint_root,
+                                                    relative_run_dir(config)))
+
+    rows = []
+    for pair, seeds in by_pair.items():
+        for seed, ends in seeds.items():
+            todo = [(other, role, config) for other, others in seeds.items() if other != seed
+                    for role, config in others.items()
+                    if wanted((*pair, seed), other, role, config, ends)]
+            if not todo:
+                continue
+            own = {role: state(config) for role, config in ends.items()}
+            names = interpolated_names(own["bi"], scope)
+            for other, role, config in todo:
+                where = plane_projection(own["bi"], own["src"], own["tgt"], state(config),
+                                         names)
+                rows.append({**dict(zip(CELL, (*pair, seed), strict=True)),
+                             "other_seed": other, "model": role, "scope": scope, **where,
+                             "run_id": config.run_hash(),
+                             **{f"ckpt_{r}": ends[r].run_hash() for r in ("src", "tgt", "bi")}})
+    return pd.DataFrame(rows, columns=RERUN_COLUMNS)
 
 
 def line_specs(profile, runs: list[RemedyRun]) -> list[LineSpec]:

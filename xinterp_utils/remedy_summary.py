@@ -101,6 +101,19 @@ def plane_summary(coords: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def rerun_summary(reruns: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (encoder, task, pair, model) of `plane_reruns.csv` rows (another seed's
+    θ_src, θ_tgt or θ_bi in a seed's plane), the means over (seed, other seed) of
+    `alpha1`, `alpha2` (unitless) and `outside_fraction`, and their count `n`: the
+    yardstick for the remedy models' outside fraction."""
+    order = {"src": 0, "tgt": 1, "bi": 2}
+    agg = (reruns.groupby([*PAIR, "model"]).agg(
+        alpha1=("alpha1", "mean"), alpha2=("alpha2", "mean"),
+        outside_fraction=("outside_fraction", "mean"), n=("alpha1", "size")).reset_index())
+    agg["_order"] = agg["model"].map(order)
+    return agg.sort_values([*PAIR, "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
 def steps_from_src(coords: pd.DataFrame, geometry: pd.DataFrame) -> pd.DataFrame:
     """Return `coords` (plane_coords rows) with the step each remedy model took from
     θ_src: `step_norm` ‖θ − θ_src‖ (parameter units, the coordinates' scope), `step_rel`

@@ -1,7 +1,7 @@
 """Notebook 06's result tables: their files, columns and keys, and reading them back.
 
 Free of torch, so `xinterp figures` can read them. `remedies.csv`, `silver.csv` and
-`plane_coords.csv` accumulate like `finetune.csv` (`tables.upsert_rows` with the keys
+`plane_coords.csv` and `plane_reruns.csv` accumulate like `finetune.csv` (`tables.upsert_rows` with the keys
 below); the 1D lines are CSVs under `remedies/lines/` (`lines.LINE_COLUMNS`).
 """
 
@@ -25,9 +25,16 @@ PLANE_COLUMNS = [*CELL, "remedy", "k", "draw", "scope", "alpha1", "alpha2", "off
                  "residual_norm", "outside_fraction", "n_params", "run_id", "ckpt_src",
                  "ckpt_tgt", "ckpt_bi"]
 PLANE_KEY = [*CELL, "remedy", "k", "draw", "scope"]
+# The yardstick for PLANE_COLUMNS: another seed's end-point (`model` src, tgt or bi of
+# `other_seed`, run `run_id`) placed in the plane of the cell's own three end-points.
+RERUN_COLUMNS = [*CELL, "other_seed", "model", "scope", "alpha1", "alpha2", "offset_norm",
+                 "residual_norm", "outside_fraction", "n_params", "run_id", "ckpt_src",
+                 "ckpt_tgt", "ckpt_bi"]
+RERUN_KEY = [*CELL, "other_seed", "model", "scope"]
 FILES = {"remedies": ("remedies.csv", REMEDY_COLUMNS),
          "silver": ("silver.csv", SILVER_COLUMNS),
-         "plane": ("plane_coords.csv", PLANE_COLUMNS)}
+         "plane": ("plane_coords.csv", PLANE_COLUMNS),
+         "reruns": ("plane_reruns.csv", RERUN_COLUMNS)}
 LINE_COLUMNS = [
     "encoder", "task", "source", "target", "seed", "remedy", "k", "draw", "alpha", "scope",
     "eval_lang", "eval_role", "metric", "score", "n_examples", "ckpt_start", "ckpt_end",
@@ -36,7 +43,7 @@ LINE_COLUMNS = [
 
 
 def read_remedy_table(results_root: str | Path, name: str) -> pd.DataFrame:
-    """Return notebook 06's table `name` ("remedies", "silver", "plane") from
+    """Return notebook 06's table `name` ("remedies", "silver", "plane", "reruns") from
     `results_root` (empty with its columns when there is no file)."""
     file, columns = FILES[name]
     return read_table(Path(results_root) / file, columns)
