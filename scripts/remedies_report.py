@@ -123,8 +123,12 @@ def report(profile, results: Path) -> str:
              "seed's plane; means over (seed, other seed) pairs."), ""]
     reruns = in_cells(read_remedy_table(results, "reruns"), settings.cells(profile))
     reruns = reruns[reruns["scope"] == profile.scope] if len(reruns) else reruns
-    out += [_table(rerun_summary(reruns).drop(columns=["encoder"])) if not reruns.empty
-            else missing + " (needs two seeds or more)", ""]
+    if len(settings.seed_list(profile)) < 2:
+        out += [(f"_Needs two seeds or more; the `{profile.name}` profile's remedies have "
+                 f"{len(settings.seed_list(profile))}._"), ""]
+    else:
+        out += [_table(rerun_summary(reruns).drop(columns=["encoder"])) if not reruns.empty
+                else missing, ""]
 
     out += ["## Steepness of the 2D surfaces where they land", "",
             ("|∇ score| of the normalised Eq. 3 surface (fraction of θ_bi's score per unit α) at "

@@ -187,6 +187,7 @@ def test_remedies_report_is_written_from_the_results(smoke_run, tmp_path):
     assert "No rows yet" not in text  # every section has its table
     assert text.count("\n| task |") >= 7
     assert "| step_rel | step_outside_fraction |" in text  # plane_coords joined to geometry
+    assert "_Needs two seeds or more; the `smoke` profile's remedies have 1._" in text
     assert module.main([*args[:-1], str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == text  # deterministic
 
