@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from xinterp_utils import remedy_figures
+from xinterp_utils.figures import geometry_rows
 from xinterp_utils.paths import atomic_write, repo_root
 from xinterp_utils.profiles import load_profile
 from xinterp_utils.remedy_summary import (
@@ -44,8 +45,7 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
             form = "{:.3g}" if col.startswith("var_") else f"{{:.{digits}f}}"
             shown[col] = shown[col].map(lambda v, f=form: "" if pd.isna(v) else f.format(v))
         else:
-            shown[col] = shown[col].map(lambda v: "" if v is None or v is pd.NA
-                                        or (isinstance(v, float) and pd.isna(v)) else v)
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else v)
     lines = ["| " + " | ".join(map(str, shown.columns)) + " |",
              "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
@@ -112,21 +112,19 @@ def report(profile, results: Path) -> str:
              "`geometry.csv`'s ‖δ_src‖, ‖δ_tgt‖ and cosine for the same checkpoints. A "
              "direction drawn at random among the parameters would have a share of almost "
              "exactly 1."), ""]
-    geometry_path = results / "geometry.csv"
-    steps = (steps_from_src(coords, pd.read_csv(geometry_path, dtype={
-        "ckpt_src": str, "ckpt_tgt": str, "ckpt_bi": str}))
-        if not coords.empty and geometry_path.is_file() else pd.DataFrame())
+    steps = (steps_from_src(coords, geometry_rows(profile, results)) if not coords.empty
+             else pd.DataFrame())
     out += [_table(step_summary(steps).drop(columns=["encoder"])) if not steps.empty
             else missing, ""]
     out += [("A yardstick for the outside fraction (`plane_reruns.csv`): the other seeds' "
              "θ_src, θ_tgt and θ_bi, independent runs of the same recipes, placed in each "
              "seed's plane; means over (seed, other seed) pairs."), ""]
-    reruns = in_cells(read_remedy_table(results, "reruns"), settings.cells(profile))
-    reruns = reruns[reruns["scope"] == profile.scope] if len(reruns) else reruns
-    if len(settings.seed_list(profile)) < 2:
+    n_seeds = len(settings.seed_list(profile))
+    if n_seeds < 2:
         out += [(f"_Needs two seeds or more; the `{profile.name}` profile's remedies have "
-                 f"{len(settings.seed_list(profile))}._"), ""]
+                 f"{n_seeds}._"), ""]
     else:
+        reruns = remedy_figures.rerun_rows(profile, results)
         out += [_table(rerun_summary(reruns).drop(columns=["encoder"])) if not reruns.empty
                 else missing, ""]
 

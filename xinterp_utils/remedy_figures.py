@@ -26,10 +26,20 @@ def _cells(profile) -> list[tuple]:
     return [] if settings is None else settings.cells(profile)
 
 
+def _scoped_rows(profile, results_root, name: str) -> pd.DataFrame:
+    """Return the profile's rows (its remedy cells and scope) of the remedy table `name`."""
+    rows = in_cells(read_remedy_table(results_root, name), _cells(profile))
+    return rows[rows["scope"] == profile.scope].reset_index(drop=True) if len(rows) else rows
+
+
 def plane_rows(profile, results_root) -> pd.DataFrame:
     """Return the profile's rows of `plane_coords.csv` (its remedy cells and scope)."""
-    rows = in_cells(read_remedy_table(results_root, "plane"), _cells(profile))
-    return rows[rows["scope"] == profile.scope].reset_index(drop=True) if len(rows) else rows
+    return _scoped_rows(profile, results_root, "plane")
+
+
+def rerun_rows(profile, results_root) -> pd.DataFrame:
+    """Return the profile's rows of `plane_reruns.csv` (its remedy cells and scope)."""
+    return _scoped_rows(profile, results_root, "reruns")
 
 
 def score_rows(profile, results_root) -> pd.DataFrame:

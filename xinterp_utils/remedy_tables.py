@@ -1,8 +1,9 @@
 """Notebook 06's result tables: their files, columns and keys, and reading them back.
 
-Free of torch, so `xinterp figures` can read them. `remedies.csv`, `silver.csv` and
-`plane_coords.csv` and `plane_reruns.csv` accumulate like `finetune.csv` (`tables.upsert_rows` with the keys
-below); the 1D lines are CSVs under `remedies/lines/` (`lines.LINE_COLUMNS`).
+Free of torch, so `xinterp figures` can read them. `remedies.csv`, `silver.csv`,
+`plane_coords.csv` and `plane_reruns.csv` accumulate like `finetune.csv`
+(`tables.upsert_rows` with the keys below); the 1D lines are CSVs under
+`remedies/lines/` (`lines.LINE_COLUMNS`).
 """
 
 from __future__ import annotations
